@@ -1,0 +1,93 @@
+//! How a thread's exit sequence is armed, and why the hijack was not used.
+
+use core::fmt;
+
+/// How this thread's exit sequence is armed (see [`status`](crate::status)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// The thread has no record: nothing is stored and nothing will run at exit.
+    Inactive,
+    /// The thread's bottom return address was replaced with the exit trampoline:
+    /// the exit sequence runs the moment the start routine returns, before every
+    /// TLS destructor of the thread.
+    Hijacked {
+        /// Stack address of the return-address slot that now points at the trampoline.
+        slot: usize,
+        /// The return address the slot held before (where the thread continues after
+        /// the exit sequence), with any pointer-authentication bits stripped.
+        original_return: usize,
+        /// The trampoline entry the slot points at.
+        trampoline: usize,
+    },
+    /// The exit sequence is armed by a TLS destructor instead.
+    Fallback {
+        /// Why the hijack was not used.
+        reason: FallbackReason,
+        /// Which destructor runs the exit sequence.
+        destructor: Destructor,
+    },
+}
+
+/// The TLS destructor that runs a fallback thread's exit sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Destructor {
+    /// A std `thread_local!` destructor (glibc `__cxa_thread_atexit_impl`): runs among
+    /// the thread's other `thread_local!` destructors, in an order std does not promise.
+    ThreadLocal,
+    /// A pthread key destructor: used when the record is created after the
+    /// `thread_local!` destructor has already run; runs after all `thread_local!`
+    /// destructors, and never on the main thread.
+    PthreadKey,
+    /// No destructor could be registered (the `thread_local!` one had already run and
+    /// no pthread key was available): the exit sequence will not run for this record.
+    Unarmed,
+}
+
+/// Why a thread's exit sequence is armed by the fallback and not by the hijack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FallbackReason {
+    /// The crate was built without its `hijack` feature.
+    FeatureDisabled,
+    /// The hijack does not support this target (it needs Linux/glibc on x86_64 or aarch64).
+    UnsupportedTarget,
+    /// The environment variable `HIJACK_TLS` is `off`.
+    DisabledByEnvironment,
+}
+
+impl fmt::Display for FallbackReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            Self::FeatureDisabled => "the `hijack` feature is not enabled",
+            Self::UnsupportedTarget => "the stack hijack does not support this target",
+            Self::DisabledByEnvironment => "disabled by HIJACK_TLS=off",
+        };
+        f.write_str(text)
+    }
+}
+
+impl fmt::Display for Destructor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ThreadLocal => "thread_local! destructor",
+            Self::PthreadKey => "pthread key destructor",
+            Self::Unarmed => "no destructor: the exit sequence will not run",
+        })
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inactive => f.write_str("inactive (no record)"),
+            Self::Hijacked { slot, original_return, trampoline } => {
+                write!(f, "hijacked: slot {slot:#x} held {original_return:#x}, now {trampoline:#x}")
+            }
+            Self::Fallback { reason, destructor } => {
+                write!(f, "fallback ({destructor}): {reason}")
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+/// An ordered log of events, shareable across threads.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    pub fn push(&self, event: impl Into<String>) {
+        self.0.lock().unwrap().push(event.into());
+    }
+
+    pub fn events(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, event: &str) -> usize {
+        self.0.lock().unwrap().iter().filter(|e| *e == event).count()
+    }
+}
+
+/// A value that logs `drop <name>` when dropped.
+pub struct Tracked {
+    pub name: String,
+    pub log: Log,
+}
+
+impl Tracked {
+    pub fn new(name: &str, log: &Log) -> Self {
+        Self { name: name.to_owned(), log: log.clone() }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.log.push(format!("drop {}", self.name));
+    }
+}
+
+/// Runs `f` on a fresh std thread and waits for it to exit.
+pub fn on_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    std::thread::spawn(f).join().expect("thread panicked")
+}
+
+/// Whether this process is a child started by [`run_child`] for `case`.
+pub fn is_child(case: &str) -> bool {
+    std::env::var("HIJACK_TLS_TEST_CHILD").as_deref() == Ok(case)
+}
+
+/// Runs the test named `case` of this test binary in a child process and returns
+/// (exit success, stdout, stderr). The child test body must start with
+/// `if !is_child("case") { return; }`.
+pub fn run_child(case: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+    let exe = std::env::current_exe().unwrap();
+    let mut command = Command::new(exe);
+    command.args([case, "--exact", "--nocapture", "--test-threads=1"]);
+    command.env("HIJACK_TLS_TEST_CHILD", case);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
