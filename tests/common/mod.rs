@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 /// An ordered log of events, shareable across threads.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Log(Arc<Mutex<Vec<String>>>);
 
 impl Log {
@@ -23,6 +23,7 @@ impl Log {
 }
 
 /// A value that logs `drop <name>` when dropped.
+#[derive(Debug)]
 pub struct Tracked {
     pub name: String,
     pub log: Log,
