@@ -21,7 +21,10 @@ fn main() {
     println!("  target:        {}-{}", std::env::consts::ARCH, std::env::consts::OS);
     println!("  libc:          {}", libc_version());
     println!("  hijack built:  {}", cfg!(feature = "hijack"));
-    println!("  HIJACK_TLS:    {}", std::env::var("HIJACK_TLS").unwrap_or_else(|_| "(unset)".into()));
+    println!(
+        "  HIJACK_TLS:    {}",
+        std::env::var("HIJACK_TLS").unwrap_or_else(|_| "(unset)".into())
+    );
 
     let (sender, receiver) = mpsc::channel();
     let (go, wait) = mpsc::channel::<()>();
@@ -33,7 +36,9 @@ fn main() {
             println!("  [thread] at-exit handler runs; stored value: {greeting:?}");
             match NATIVE.try_with(|n| n.0.get()) {
                 Ok(v) => println!("  [thread] std thread_local! still alive in the handler: {v}"),
-                Err(_) => println!("  [thread] std thread_local! already destroyed (fallback order)"),
+                Err(_) => {
+                    println!("  [thread] std thread_local! already destroyed (fallback order)")
+                }
             }
         });
         sender.send((hijack_tls::id(), hijack_tls::status())).unwrap();

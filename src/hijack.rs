@@ -1,29 +1,116 @@
-//! The stack hijack: finds the thread's bottom return slot and points it at the
-//! exit trampoline.
+//! The stack hijack: finds this thread's bottom return slot with the CFI walk and
+//! points it at an exit trampoline copy; the trampoline runs the exit sequence and
+//! continues at the original return address.
 
-use crate::status::{FallbackReason, Status};
+use core::cell::Cell;
+use core::sync::atomic::Ordering;
+
+use crate::arch;
+use crate::status::{FallbackReason, Status, UnwindInfoFailure, WalkFailure};
+use crate::{unwind_info, walk};
 
 /// A live hijack of this thread's bottom return address.
 pub(crate) struct Hijack {
-    slot: usize,
+    slot: ReturnSlot,
     original_return: usize,
     trampoline: usize,
 }
 
+/// The stack word holding the target frame's return address. Only this thread
+/// reads or writes it, and only while the frame that owns it is live.
+#[derive(Clone, Copy)]
+struct ReturnSlot(usize);
+
+impl ReturnSlot {
+    fn read(self) -> usize {
+        // SAFETY: the walk proved the slot lies inside this thread's stack, is
+        // 8-aligned, and belongs to an outer frame that is live while this thread
+        // runs anything above it (a `ReturnSlot` is only used on its own thread
+        // before the trampoline fires).
+        unsafe { (self.0 as *const usize).read_volatile() }
+    }
+
+    fn write(self, value: usize) {
+        // SAFETY: as in `read`; the word is a return address no Rust reference
+        // points at, read only by the owning frame's `ret`.
+        unsafe { (self.0 as *mut usize).write_volatile(value) }
+    }
+}
+
+thread_local! {
+    /// Set once the trampoline fired on this thread: its slot is gone, and records
+    /// created later (TLS destructors) must use the fallback.
+    static FIRED: Cell<bool> = const { Cell::new(false) };
+}
+
 impl Hijack {
+    /// The public view.
     pub(crate) fn status(&self) -> Status {
         Status::Hijacked {
-            slot: self.slot,
+            slot: self.slot.0,
             original_return: self.original_return,
             trampoline: self.trampoline,
         }
     }
 
-    /// Puts the original return address back.
-    pub(crate) fn restore(self) {}
+    /// Puts the original return address back, if the trampoline has not fired and
+    /// the slot still points at it.
+    pub(crate) fn restore(self) {
+        if !FIRED.with(Cell::get) && self.slot.read() == self.trampoline {
+            self.slot.write(self.original_return);
+        }
+    }
 }
 
 /// Hijacks this thread's bottom return address.
 pub(crate) fn arm() -> Result<Hijack, FallbackReason> {
-    Err(FallbackReason::UnsupportedTarget)
+    if FIRED.with(Cell::get) {
+        return Err(FallbackReason::ThreadExiting);
+    }
+    if arch::shadow_stack_enabled(arch::shadow_stack_status()) {
+        return Err(FallbackReason::ShadowStack);
+    }
+    let found = arch::with_context(|ctx| {
+        let mut memory = walk::StackMemory::current_thread(ctx)?;
+        let mut objects = walk::LoadedObjects::new();
+        walk::find_exit_slot(ctx, &mut memory, &mut objects, &mut |_| {})
+    })
+    .map_err(|error| FallbackReason::StackWalk(WalkFailure(error)))?;
+    let original_return = found.return_address as usize;
+    let copy = claim_copy(original_return)?;
+    let trampoline = arch::trampoline_pad(copy) + arch::TRAMPOLINE_ENTRY_OFFSET;
+    let slot = ReturnSlot(found.slot as usize);
+    if slot.read() != original_return {
+        return Err(FallbackReason::StackWalk(WalkFailure(walk::WalkError::SlotMismatch)));
+    }
+    slot.write(trampoline);
+    Ok(Hijack { slot, original_return, trampoline })
+}
+
+/// The trampoline copy serving `original_return`, claiming a free one the first
+/// time an address is seen. Its unwind info is announced before any thread uses it
+/// (`announce` is serialized and idempotent, so a second thread waits for it).
+fn claim_copy(original_return: usize) -> Result<usize, FallbackReason> {
+    let copy = (0..arch::TRAMPOLINE_COPIES)
+        .find(|&copy| {
+            let cell = &arch::ORIGINAL_RETURNS[copy];
+            match cell.compare_exchange(0, original_return, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => true,
+                Err(existing) => existing == original_return,
+            }
+        })
+        .ok_or(FallbackReason::TrampolinesExhausted)?;
+    if !arch::trampoline_layout_ok(copy) {
+        return Err(FallbackReason::TrampolineLayout);
+    }
+    unwind_info::announce(copy, arch::trampoline_pad(copy), original_return)
+        .map_err(|error| FallbackReason::UnwindInfo(UnwindInfoFailure(error)))?;
+    Ok(copy)
+}
+
+/// Called by the trampoline when a hijacked start routine returns: runs the exit
+/// sequence. Never unwinds (the sequence catches every panic).
+pub(crate) extern "C" fn on_trampoline() {
+    FIRED.with(|fired| fired.set(true));
+    crate::exit::run();
 }

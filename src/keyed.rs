@@ -43,7 +43,8 @@ pub(crate) fn hash_of<K: Hash + 'static>(key: &K) -> u64 {
 
 /// Whether `entry` is stored under `key` (with hash `hash`).
 fn matches<K: Eq + 'static>(hash: u64, key: &K, entry: &Entry) -> bool {
-    entry.hash == hash && (*entry.key).as_any().downcast_ref::<K>().is_some_and(|stored| stored == key)
+    entry.hash == hash
+        && (*entry.key).as_any().downcast_ref::<K>().is_some_and(|stored| stored == key)
 }
 
 /// The keyed values of one thread.

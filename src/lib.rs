@@ -35,6 +35,7 @@
 
 mod arch;
 mod arming;
+#[cfg(hijack_supported)]
 mod config;
 mod exit;
 mod fallback;
@@ -45,6 +46,8 @@ mod record;
 mod report;
 mod status;
 mod typed;
+#[cfg(hijack_supported)]
+mod unwind_info;
 mod value;
 #[cfg(hijack_supported)]
 mod walk;
@@ -54,6 +57,8 @@ use core::hash::Hash;
 
 pub use exit::MAX_ROUNDS;
 pub use status::{Destructor, FallbackReason, Status};
+#[cfg(hijack_supported)]
+pub use status::{UnwindInfoFailure, WalkFailure};
 pub use typed::Key;
 pub use value::Value;
 

@@ -112,7 +112,7 @@ impl Record {
         let mut list = Vec::new();
         self.keyed.list_below(bound, &mut list);
         self.slots.list_below(bound, &mut list);
-        list.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        list.sort_unstable_by_key(|&(seq, _)| core::cmp::Reverse(seq));
         list
     }
 

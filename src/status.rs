@@ -55,6 +55,47 @@ pub enum FallbackReason {
     UnsupportedTarget,
     /// The environment variable `HIJACK_TLS` is `off`.
     DisabledByEnvironment,
+    /// The thread runs with a CET or GCS shadow stack, which the trampoline's
+    /// return path would violate.
+    ShadowStack,
+    /// The trampoline fired on this thread already: the record was created during
+    /// its TLS teardown.
+    ThreadExiting,
+    /// The stack walk did not find a return slot it fully understood.
+    #[cfg(hijack_supported)]
+    StackWalk(WalkFailure),
+    /// The trampoline was not assembled as its unwind description says.
+    TrampolineLayout,
+    /// The trampoline's unwind info could not be made known to the unwinder.
+    #[cfg(hijack_supported)]
+    UnwindInfo(UnwindInfoFailure),
+    /// More distinct original return addresses than trampoline copies.
+    TrampolinesExhausted,
+}
+
+/// Why the stack walk gave up (shown through [`FallbackReason::StackWalk`]).
+#[cfg(hijack_supported)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkFailure(pub(crate) crate::walk::WalkError);
+
+/// Why the trampoline's unwind info could not be registered (shown through
+/// [`FallbackReason::UnwindInfo`]).
+#[cfg(hijack_supported)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnwindInfoFailure(pub(crate) crate::unwind_info::UnwindInfoError);
+
+#[cfg(hijack_supported)]
+impl fmt::Display for UnwindInfoFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+#[cfg(hijack_supported)]
+impl fmt::Display for WalkFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
 }
 
 impl fmt::Display for FallbackReason {
@@ -63,6 +104,16 @@ impl fmt::Display for FallbackReason {
             Self::FeatureDisabled => "the `hijack` feature is not enabled",
             Self::UnsupportedTarget => "the stack hijack does not support this target",
             Self::DisabledByEnvironment => "disabled by HIJACK_TLS=off",
+            Self::ShadowStack => "the thread has a shadow stack (CET/GCS)",
+            Self::ThreadExiting => "created during thread teardown, after the exit trampoline ran",
+            #[cfg(hijack_supported)]
+            Self::StackWalk(failure) => return write!(f, "stack walk failed: {failure}"),
+            Self::TrampolineLayout => {
+                "the exit trampoline was assembled differently than described"
+            }
+            #[cfg(hijack_supported)]
+            Self::UnwindInfo(failure) => return write!(f, "trampoline unwind info: {failure}"),
+            Self::TrampolinesExhausted => "all exit trampoline copies are in use",
         };
         f.write_str(text)
     }

@@ -1,7 +1,12 @@
-//! x86_64 (System V ABI): register capture for the stack walk and the exit trampoline.
+//! x86_64 (System V ABI): register capture for the stack walk, the exit trampoline
+//! and shadow-stack detection.
 
 mod capture;
 mod regs;
+mod shadow_stack;
+mod trampoline;
 
 pub(crate) use capture::*;
 pub(crate) use regs::*;
+pub(crate) use shadow_stack::*;
+pub(crate) use trampoline::*;

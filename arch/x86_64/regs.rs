@@ -1,1 +1,152 @@
-//! placeholder
+//! x86_64 register file for the CFI stack walk, indexed by DWARF register number
+//! (System V psABI, figure 3.36: rax=0 .. r15=15, return address / rip = 16).
+//!
+//! The walker in `src/walk/` uses only the names exported here (`Context`, `RA`,
+//! `SP`, `RA_SIGN_STATE`, `ADDRESS_SIZE`, `vendor`, `is_callee_saved`,
+//! `strip_return_address`), so an aarch64 port provides the same names.
+
+use gimli::Register;
+
+/// DWARF number of the return-address column; on x86_64 it is also the pc (rip).
+pub(crate) const RA: Register = gimli::X86_64::RA;
+
+/// DWARF number of the stack pointer (rsp).
+pub(crate) const SP: Register = gimli::X86_64::RSP;
+
+/// Pseudo-register holding the return-address signing state, if the ISA has one.
+/// x86_64 has no pointer authentication, so return addresses are never signed.
+pub(crate) const RA_SIGN_STATE: Option<Register> = None;
+
+/// Size of an address (and of a stack slot) in bytes.
+pub(crate) const ADDRESS_SIZE: u8 = 8;
+
+/// Number of DWARF registers the context holds: rax..r15 (0..=15) and rip (16).
+const COUNT: usize = 17;
+
+/// The `known` bits of the registers [`capture`](super::capture) fills in: the
+/// callee-saved registers, rsp and rip. Caller-saved registers are dead at a call
+/// site, so their values at the capture point mean nothing to the walk.
+pub(crate) const CAPTURED: u32 = bit(gimli::X86_64::RBX)
+    | bit(gimli::X86_64::RBP)
+    | bit(gimli::X86_64::R12)
+    | bit(gimli::X86_64::R13)
+    | bit(gimli::X86_64::R14)
+    | bit(gimli::X86_64::R15)
+    | bit(SP)
+    | bit(RA);
+
+/// The `known` bit of register `reg` (which must be below [`COUNT`]).
+const fn bit(reg: Register) -> u32 {
+    1 << reg.0
+}
+
+/// The gimli vendor whose CFI extensions apply (none beyond the GNU ones on x86_64).
+pub(crate) fn vendor() -> gimli::Vendor {
+    gimli::Vendor::Default
+}
+
+/// Whether `reg` is callee-saved (psABI 3.2.1: rbx, rbp, r12-r15). A callee-saved
+/// register with no CFI rule keeps its value across the call ("same value");
+/// any other register without a rule is unknown in the caller.
+pub(crate) fn is_callee_saved(reg: Register) -> bool {
+    matches!(reg.0, 3 | 6 | 12..=15)
+}
+
+/// The code address inside a return address as stored on the stack. x86_64 stores
+/// plain addresses; an ISA with pointer authentication strips the signature here.
+pub(crate) fn strip_return_address(ra: u64, _signed: bool) -> u64 {
+    ra
+}
+
+/// The registers of one frame, each with a "known" flag.
+///
+/// `#[repr(C)]` because the capture routine writes `regs` by offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct Context {
+    /// Register values by DWARF number; meaningful only where `known` has the bit.
+    pub(super) regs: [u64; COUNT],
+    /// Bit `n` set when `regs[n]` holds the register's value in this frame.
+    pub(super) known: u32,
+}
+
+impl Context {
+    /// Every register the context can hold, in DWARF order.
+    pub(crate) const REGISTERS: [Register; COUNT] = {
+        let mut all = [Register(0); COUNT];
+        let mut n = 0;
+        while n < COUNT {
+            all[n] = Register(n as u16);
+            n += 1;
+        }
+        all
+    };
+
+    /// A context with no known register.
+    pub(crate) const fn new() -> Self {
+        Context { regs: [0; COUNT], known: 0 }
+    }
+
+    /// The value of `reg`, or `None` if it is unknown or not in this register file.
+    pub(crate) fn get(&self, reg: Register) -> Option<u64> {
+        let n = usize::from(reg.0);
+        (n < COUNT && self.known & (1 << n) != 0).then(|| self.regs[n])
+    }
+
+    /// Sets `reg` to `value` and marks it known. Registers outside this file
+    /// (vector, x87, segment registers) are ignored: the walk never needs them.
+    pub(crate) fn set(&mut self, reg: Register, value: u64) {
+        let n = usize::from(reg.0);
+        if n < COUNT {
+            self.regs[n] = value;
+            self.known |= 1 << n;
+        }
+    }
+
+    /// The program counter of this frame (rip), if known.
+    pub(crate) fn pc(&self) -> Option<u64> {
+        self.get(RA)
+    }
+
+    /// Sets the program counter. On x86_64 the pc is the RA column itself.
+    pub(crate) fn set_pc(&mut self, pc: u64) {
+        self.set(RA, pc);
+    }
+
+    /// The stack pointer of this frame (rsp), if known.
+    pub(crate) fn sp(&self) -> Option<u64> {
+        self.get(SP)
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_set() {
+        let mut ctx = Context::new();
+        assert_eq!(ctx.get(SP), None);
+        ctx.set(SP, 0x1000);
+        ctx.set_pc(0x2000);
+        assert_eq!(ctx.sp(), Some(0x1000));
+        assert_eq!(ctx.pc(), Some(0x2000));
+        // A register outside the file is ignored, not a panic.
+        ctx.set(Register(17), 1);
+        assert_eq!(ctx.get(Register(17)), None);
+    }
+
+    #[test]
+    fn callee_saved_set() {
+        let saved: Vec<u16> =
+            Context::REGISTERS.iter().filter(|r| is_callee_saved(**r)).map(|r| r.0).collect();
+        assert_eq!(saved, [3, 6, 12, 13, 14, 15]);
+        assert_eq!(CAPTURED.count_ones(), 8);
+    }
+}

@@ -1,1 +1,37 @@
-//! placeholder
+//! The CFI stack walker: from the current registers, unwind this thread's frames
+//! with `.eh_frame` (via gimli) to the bottom of the stack, and report the slot
+//! holding the thread start routine's return address.
+//!
+//! Anything the walker does not fully understand is a [`WalkError`], never a
+//! guess: the caller then falls back to a safe mechanism. Stack memory is read
+//! only through a bounds-checked [`Memory`]; code objects are found through
+//! [`Objects`]. Both are traits so the walk is tested on fake stacks with
+//! synthetic CFI.
+
+mod error;
+mod expr;
+mod find_object;
+mod loaded;
+mod mapped;
+mod memory;
+mod objects;
+mod phdr;
+mod row;
+mod step;
+mod storage;
+mod target;
+mod walker;
+
+#[cfg(test)]
+mod tests;
+
+pub(crate) use error::{ExprIssue, RuleKind, WalkError};
+pub(crate) use loaded::LoadedObjects;
+// Interface for diagnostics and tests; not every build path names them.
+#[allow(unused_imports)]
+pub(crate) use loaded::Strategy;
+pub(crate) use memory::{Memory, StackMemory};
+pub(crate) use objects::{ObjectInfo, Objects};
+pub(crate) use walker::{ExitSlot, find_exit_slot};
+#[allow(unused_imports)]
+pub(crate) use walker::{Frame, MAX_FRAMES};

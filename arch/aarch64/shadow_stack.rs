@@ -1,0 +1,36 @@
+//! Detects the arm64 Guarded Control Stack, under which the hijack must not run:
+//! the start routine's `ret` to the trampoline would not match the GCS entry.
+
+/// `prctl` request that reads the shadow-stack status (Linux 6.13+,
+/// `include/uapi/linux/prctl.h`).
+const PR_GET_SHADOW_STACK_STATUS: libc::c_int = 74;
+
+/// Bit 0 of the status: the shadow stack is enabled for this thread.
+const PR_SHADOW_STACK_ENABLE: u64 = 1;
+
+/// The thread's shadow-stack status word, or `None` if the kernel does not know
+/// the request (older kernels: no GCS can be enabled).
+pub(crate) fn shadow_stack_status() -> Option<u64> {
+    let mut status: u64 = 0;
+    // SAFETY: the request writes one u64 through the pointer, which is valid.
+    let rc = unsafe { libc::prctl(PR_GET_SHADOW_STACK_STATUS, &mut status as *mut u64, 0, 0, 0) };
+    (rc == 0).then_some(status)
+}
+
+/// Whether a status word from [`shadow_stack_status`] says the shadow stack is on.
+pub(crate) fn shadow_stack_enabled(status: Option<u64>) -> bool {
+    status.is_some_and(|bits| bits & PR_SHADOW_STACK_ENABLE != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_words() {
+        assert!(!shadow_stack_enabled(None));
+        assert!(!shadow_stack_enabled(Some(0)));
+        assert!(!shadow_stack_enabled(Some(0b10)), "write enable alone is not GCS");
+        assert!(shadow_stack_enabled(Some(1)));
+    }
+}

@@ -1,0 +1,39 @@
+//! Detects an x86 CET shadow stack, under which the hijack must not run: the
+//! trampoline's final `jmp` and the start routine's mismatched `ret` would fault
+//! (SIGSEGV, SEGV_CPERR).
+
+/// `arch_prctl` code that reads the shadow-stack feature bits (Linux 6.6+,
+/// `arch/x86/include/uapi/asm/prctl.h`).
+const ARCH_SHSTK_STATUS: libc::c_long = 0x5005;
+
+/// Bit 0 of the status: the shadow stack is enabled for this thread.
+const ARCH_SHSTK_SHSTK: u64 = 1;
+
+/// The thread's shadow-stack status word, or `None` if the kernel does not know
+/// the request (older kernels: no shadow stack can be enabled).
+pub(crate) fn shadow_stack_status() -> Option<u64> {
+    let mut status: u64 = 0;
+    // SAFETY: ARCH_SHSTK_STATUS writes one u64 through the pointer, which is valid.
+    let rc =
+        unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SHSTK_STATUS, &mut status as *mut u64) };
+    (rc == 0).then_some(status)
+}
+
+/// Whether a status word from [`shadow_stack_status`] says the shadow stack is on.
+pub(crate) fn shadow_stack_enabled(status: Option<u64>) -> bool {
+    status.is_some_and(|bits| bits & ARCH_SHSTK_SHSTK != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_words() {
+        assert!(!shadow_stack_enabled(None));
+        assert!(!shadow_stack_enabled(Some(0)));
+        assert!(!shadow_stack_enabled(Some(0b10)), "WRSS alone is not the shadow stack");
+        assert!(shadow_stack_enabled(Some(1)));
+        assert!(shadow_stack_enabled(Some(0b11)));
+    }
+}

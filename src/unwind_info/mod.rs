@@ -1,0 +1,130 @@
+//! Runtime unwind info for the exit trampoline copies, so every stack walker sees
+//! the true stack through a hijacked frame: the in-process unwinder (libgcc or LLVM
+//! libunwind: panics, `std::backtrace`) through `__register_frame`, and gdb through
+//! its JIT interface.
+//!
+//! A copy's FDE names its original return address as a constant (a DWARF
+//! expression cannot read thread-local storage), so each copy is announced once,
+//! for one address, when first claimed. Nothing is ever deregistered or freed.
+
+mod eh_frame;
+mod error;
+mod gdb_jit;
+mod jit_object;
+mod leak;
+mod registry;
+
+#[cfg(test)]
+mod gdb_test;
+
+use std::sync::{Mutex, PoisonError};
+
+pub(crate) use error::UnwindInfoError;
+#[allow(unused_imports)] // For the diagnostics report, once it is wired up.
+pub(crate) use registry::{Unwinder, unwinder};
+
+use crate::arch;
+
+/// What was done for one copy.
+#[derive(Clone, Copy)]
+struct Announced {
+    /// The original return address the copy's FDE names.
+    original_return: usize,
+    /// The outcome, repeated to later callers.
+    outcome: Result<(), UnwindInfoError>,
+}
+
+/// Per copy: whether it was announced, for which address, with what outcome.
+static ANNOUNCED: Mutex<[Option<Announced>; arch::TRAMPOLINE_COPIES]> =
+    Mutex::new([None; arch::TRAMPOLINE_COPIES]);
+
+/// Makes trampoline copy `copy` (pad byte at `pad`, continuing at
+/// `original_return`) known to the in-process unwinder and to gdb.
+///
+/// Call it before any return slot points at the copy. Idempotent: later calls for
+/// the same copy and address return the first outcome at the cost of a lock; a
+/// call with another address is a [`UnwindInfoError::Conflict`]. On error the
+/// copy's walkers may not see through it, so do not hijack with it.
+pub(crate) fn announce(
+    copy: usize,
+    pad: usize,
+    original_return: usize,
+) -> Result<(), UnwindInfoError> {
+    if copy >= arch::TRAMPOLINE_COPIES {
+        return Err(UnwindInfoError::CopyOutOfRange);
+    }
+    let mut announced = ANNOUNCED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(done) = announced[copy] {
+        if done.original_return != original_return {
+            return Err(UnwindInfoError::Conflict);
+        }
+        return done.outcome;
+    }
+    let outcome = make_known(copy, pad, original_return);
+    announced[copy] = Some(Announced { original_return, outcome });
+    outcome
+}
+
+/// Builds the copy's `.eh_frame` and ELF object, then registers both.
+fn make_known(copy: usize, pad: usize, original_return: usize) -> Result<(), UnwindInfoError> {
+    let eh_frame = leak::leak_aligned(&eh_frame::build(pad, original_return)?);
+    // Built before anything is registered, so an error leaves no half-done state.
+    let object = jit_object::build(copy, pad, eh_frame, eh_frame.as_ptr() as usize)?;
+    let object = leak::leak_aligned(&object);
+    registry::register(eh_frame, pad)?;
+    gdb_jit::announce(object);
+    Ok(())
+}
+
+/// Which stack walkers have been told about at least one trampoline copy, one
+/// fixed line each; empty before the first copy is claimed.
+#[allow(dead_code)] // For the diagnostics report, once it is wired up.
+pub(crate) fn describe() -> Vec<&'static str> {
+    let registered = ANNOUNCED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .any(|done| matches!(done, Some(Announced { outcome: Ok(()), .. })));
+    let mut lines = Vec::new();
+    if registered {
+        lines.push(registry::unwinder().description());
+    }
+    if gdb_jit::announced() > 0 {
+        lines.push("GDB JIT interface (__jit_debug_descriptor)");
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_copy_is_refused() {
+        assert_eq!(announce(arch::TRAMPOLINE_COPIES, 0, 0), Err(UnwindInfoError::CopyOutOfRange));
+    }
+
+    #[test]
+    fn announce_registers_once_per_copy() {
+        // The last copy: the hijack claims copies from 0 and never gets this far in
+        // the unit tests.
+        let copy = arch::TRAMPOLINE_COPIES - 1;
+        let pad = arch::trampoline_pad(copy);
+        let original = out_of_range_copy_is_refused as *const () as usize + 1;
+        assert_eq!(announce(copy, pad, original), Ok(()));
+        assert_eq!(announce(copy, pad, original), Ok(()), "idempotent");
+        assert_eq!(announce(copy, pad, original + 1), Err(UnwindInfoError::Conflict));
+        assert_eq!(registry::function_start(pad), Some(pad));
+        let lines = describe();
+        assert!(lines.contains(&unwinder().description()), "{lines:?}");
+        assert!(lines.contains(&"GDB JIT interface (__jit_debug_descriptor)"), "{lines:?}");
+    }
+
+    #[test]
+    fn errors_display() {
+        assert_eq!(
+            UnwindInfoError::Conflict.to_string(),
+            "trampoline copy already announced for another return address"
+        );
+    }
+}

@@ -1,0 +1,298 @@
+//! Why a stack walk gave up. Every variant names the one check that failed, so the
+//! crate can show it to users as the reason the thread fell back.
+
+use core::fmt;
+
+/// A failed stack walk. Small and `Copy`: it is stored in a fallback reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WalkError {
+    /// `pthread_getattr_np` / `pthread_attr_getstack` failed for this thread.
+    StackBounds,
+    /// A stack read fell outside this thread's stack (or overflowed).
+    OutOfBounds {
+        /// The address the walk tried to read.
+        addr: u64,
+    },
+    /// A stack read was not aligned to 8 bytes.
+    Misaligned {
+        /// The address the walk tried to read.
+        addr: u64,
+    },
+    /// A frame's pc (return address) is not known after unwinding its callee.
+    UnknownPc {
+        /// Index of the frame, 0 being the captured one.
+        frame: usize,
+    },
+    /// No loaded object contains the pc.
+    NoObject {
+        /// The address looked up.
+        pc: u64,
+    },
+    /// The object containing the pc has no `.eh_frame_hdr` (`PT_GNU_EH_FRAME`).
+    NoEhFrameHdr {
+        /// The address looked up.
+        pc: u64,
+    },
+    /// The object's `.eh_frame_hdr` has no binary search table.
+    NoSearchTable {
+        /// The address looked up.
+        pc: u64,
+    },
+    /// The header's `eh_frame_ptr` points outside the object's readable range.
+    EhFrameOutside {
+        /// The address looked up.
+        pc: u64,
+    },
+    /// The search table points outside `.eh_frame`.
+    BadSearchTable {
+        /// The address looked up.
+        pc: u64,
+    },
+    /// The CIE's return-address column is not this ISA's return-address register.
+    RaColumn {
+        /// The address looked up.
+        pc: u64,
+        /// The CIE's return-address column.
+        register: u16,
+    },
+    /// No FDE in the object covers the pc.
+    NoFde {
+        /// The address looked up.
+        pc: u64,
+    },
+    /// The CFI for the pc is malformed or uses something gimli does not support.
+    BadCfi {
+        /// The address looked up.
+        pc: u64,
+        /// gimli's description of the problem.
+        error: gimli::Error,
+    },
+    /// A CFA or register rule the walker does not evaluate.
+    UnsupportedRule {
+        /// The address looked up.
+        pc: u64,
+        /// DWARF number of the register the rule is for.
+        register: u16,
+        /// The kind of rule.
+        rule: RuleKind,
+    },
+    /// A rule needs a register whose value is unknown in this frame.
+    UnknownRegister {
+        /// The address looked up.
+        pc: u64,
+        /// DWARF number of the register.
+        register: u16,
+    },
+    /// A DWARF expression in the CFI cannot be evaluated.
+    Expression {
+        /// The address looked up.
+        pc: u64,
+        /// What the expression needed or did.
+        issue: ExprIssue,
+    },
+    /// The return-address signing state is neither 0 nor 1.
+    BadSignState {
+        /// The address looked up.
+        pc: u64,
+    },
+    /// A frame's CFA is not above its callee's: the stack would not shrink.
+    CfaNotGrowing {
+        /// Index of the frame.
+        frame: usize,
+        /// Its CFA.
+        cfa: u64,
+        /// The callee's CFA.
+        previous: u64,
+    },
+    /// More frames than the walk allows; the stack is too deep or loops.
+    TooManyFrames {
+        /// The limit.
+        limit: usize,
+    },
+    /// No frame outside libc returns into libc: no thread start routine found.
+    TargetNotFound,
+    /// The frames below the outermost return into libc are not exactly two libc
+    /// frames (`start_thread`, `clone3`, or `__libc_start_call_main`,
+    /// `__libc_start_main_impl`) and at most `_start`: for example a TLS
+    /// destructor or an ELF constructor is running.
+    NotThreadStart {
+        /// libc frames seen below the start routine.
+        libc_frames: usize,
+        /// Non-libc frames seen below them.
+        other_frames: usize,
+    },
+    /// The start routine's return address is not saved at CFA + n.
+    SlotRuleNotOffset {
+        /// The rule found instead.
+        rule: RuleKind,
+    },
+    /// The slot does not hold the return address the walk computed.
+    SlotMismatch,
+}
+
+/// The kind of a CFI rule, for error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RuleKind {
+    /// No rule at all (the register's default).
+    Absent,
+    /// `DW_CFA_undefined`.
+    Undefined,
+    /// `DW_CFA_same_value`.
+    SameValue,
+    /// `DW_CFA_offset`: saved at CFA + n.
+    Offset,
+    /// `DW_CFA_val_offset`: value is CFA + n.
+    ValOffset,
+    /// `DW_CFA_register`: held in another register.
+    Register,
+    /// `DW_CFA_expression` (or `DW_CFA_def_cfa_expression` for the CFA).
+    Expression,
+    /// `DW_CFA_val_expression`.
+    ValExpression,
+    /// Defined by the augmenter.
+    Architectural,
+    /// A pseudo-register constant.
+    Constant,
+}
+
+/// Why a DWARF expression could not be evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExprIssue {
+    /// It ran for more than the step bound.
+    TooManySteps,
+    /// It read memory of a size other than one stack word.
+    ReadSize(u8),
+    /// It read memory in a target-specific address space.
+    AddressSpace,
+    /// It used a typed (DWARF 5 base type) value.
+    TypedValue,
+    /// It asked for the CFA while computing the CFA.
+    CfaInCfa,
+    /// It asked for thread-local storage.
+    Tls,
+    /// It asked for something else the walker cannot supply (debug info,
+    /// relocations, entry values, WebAssembly state).
+    Unsupported,
+    /// Its result is not a single plain value or address.
+    Result,
+}
+
+impl fmt::Display for WalkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::StackBounds => f.write_str("could not get the bounds of this thread's stack"),
+            Self::OutOfBounds { addr } => {
+                write!(f, "stack walk read {addr:#x}, outside this thread's stack")
+            }
+            Self::Misaligned { addr } => write!(f, "stack walk read misaligned address {addr:#x}"),
+            Self::UnknownPc { frame } => {
+                write!(f, "return address of stack frame {frame} is unknown")
+            }
+            Self::NoObject { pc } => write!(f, "no loaded object contains pc {pc:#x}"),
+            Self::NoEhFrameHdr { pc } => {
+                write!(f, "the object containing pc {pc:#x} has no .eh_frame_hdr")
+            }
+            Self::NoSearchTable { pc } => write!(
+                f,
+                "the .eh_frame_hdr of the object containing pc {pc:#x} has no search table"
+            ),
+            Self::EhFrameOutside { pc } => write!(
+                f,
+                "the .eh_frame of the object containing pc {pc:#x} is outside its mapping"
+            ),
+            Self::BadSearchTable { pc } => {
+                write!(f, "the .eh_frame_hdr search table for pc {pc:#x} points outside .eh_frame")
+            }
+            Self::RaColumn { pc, register } => write!(
+                f,
+                "unwind info at pc {pc:#x} keeps the return address in unexpected column {register}"
+            ),
+            Self::NoFde { pc } => write!(f, "no unwind info (FDE) covers pc {pc:#x}"),
+            Self::BadCfi { pc, error } => write!(f, "bad unwind info for pc {pc:#x}: {error}"),
+            Self::UnsupportedRule { pc, register, rule } => {
+                write!(f, "unsupported unwind rule {rule} for register {register} at pc {pc:#x}")
+            }
+            Self::UnknownRegister { pc, register } => write!(
+                f,
+                "unwind rule at pc {pc:#x} needs register {register}, whose value is unknown"
+            ),
+            Self::Expression { pc, issue } => {
+                write!(f, "unwind expression at pc {pc:#x} not evaluated: {issue}")
+            }
+            Self::BadSignState { pc } => {
+                write!(f, "unwind info at pc {pc:#x} has an invalid return-address signing state")
+            }
+            Self::CfaNotGrowing { frame, cfa, previous } => write!(
+                f,
+                "stack frame {frame} has CFA {cfa:#x}, not above its callee's CFA {previous:#x}"
+            ),
+            Self::TooManyFrames { limit } => write!(f, "stack has more than {limit} frames"),
+            Self::TargetNotFound => {
+                f.write_str("no frame returns into libc: thread start routine not found")
+            }
+            Self::NotThreadStart { libc_frames, other_frames } => write!(
+                f,
+                "the frames below the outermost return into libc ({libc_frames} in libc, \
+                 {other_frames} outside) are not a thread start (running in a TLS destructor \
+                 or a constructor?)"
+            ),
+            Self::SlotRuleNotOffset { rule } => {
+                write!(f, "the start routine's return address is not saved at CFA+n (rule: {rule})")
+            }
+            Self::SlotMismatch => {
+                f.write_str("the return-address slot does not hold the unwound return address")
+            }
+        }
+    }
+}
+
+impl fmt::Display for RuleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Absent => "none",
+            Self::Undefined => "undefined",
+            Self::SameValue => "same value",
+            Self::Offset => "offset(N)",
+            Self::ValOffset => "val_offset(N)",
+            Self::Register => "register(R)",
+            Self::Expression => "expression",
+            Self::ValExpression => "val_expression",
+            Self::Architectural => "architectural",
+            Self::Constant => "constant",
+        })
+    }
+}
+
+impl fmt::Display for ExprIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::TooManySteps => f.write_str("too many steps"),
+            Self::ReadSize(size) => write!(f, "reads {size} bytes, not one stack word"),
+            Self::AddressSpace => f.write_str("reads from an address space"),
+            Self::TypedValue => f.write_str("uses a typed value"),
+            Self::CfaInCfa => f.write_str("needs the CFA to compute the CFA"),
+            Self::Tls => f.write_str("needs thread-local storage"),
+            Self::Unsupported => f.write_str("needs data the stack walk does not have"),
+            Self::Result => f.write_str("result is not a single value"),
+        }
+    }
+}
+
+/// The match is exhaustive on purpose: `RegisterRule` is not `#[non_exhaustive]`,
+/// so a rule kind added by a future gimli is a compile error here, not a silent miss.
+impl<T: gimli::ReaderOffset> From<&gimli::RegisterRule<T>> for RuleKind {
+    fn from(rule: &gimli::RegisterRule<T>) -> Self {
+        use gimli::RegisterRule as R;
+        match rule {
+            R::Undefined => Self::Undefined,
+            R::SameValue => Self::SameValue,
+            R::Offset(_) => Self::Offset,
+            R::ValOffset(_) => Self::ValOffset,
+            R::Register(_) => Self::Register,
+            R::Expression(_) => Self::Expression,
+            R::ValExpression(_) => Self::ValExpression,
+            R::Architectural => Self::Architectural,
+            R::Constant(_) => Self::Constant,
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! glibc's `_dl_find_object` (glibc 2.35+): the object containing an address and
+//! its `PT_GNU_EH_FRAME`, without the loader lock. glibc documents it as
+//! async-signal-safe; libgcc's unwinder uses it the same way.
+
+use super::WalkError;
+use super::mapped::Mapped;
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// glibc's `struct dl_find_object` (`<dlfcn.h>`) for x86_64 and aarch64, where
+/// `bits/dl_find_object.h` sets neither `DLFO_STRUCT_HAS_EH_DBASE` nor
+/// `DLFO_STRUCT_HAS_EH_COUNT`, so no field sits between `dlfo_eh_frame` and the
+/// reserved words.
+#[repr(C)]
+pub(crate) struct DlFindObject {
+    /// `unsigned long long dlfo_flags`: no flags are defined yet.
+    dlfo_flags: u64,
+    /// Beginning of the object's mapping.
+    dlfo_map_start: *mut c_void,
+    /// End of the object's mapping.
+    dlfo_map_end: *mut c_void,
+    /// The object's `struct link_map`.
+    dlfo_link_map: *mut c_void,
+    /// Start of `PT_GNU_EH_FRAME`, that is `.eh_frame_hdr`; null if none.
+    dlfo_eh_frame: *mut c_void,
+    /// `__dflo_reserved[7]` (glibc's spelling).
+    reserved: [u64; 7],
+}
+
+/// The C signature of `_dl_find_object`.
+pub(super) type FindObjectFn = unsafe extern "C" fn(*mut c_void, *mut DlFindObject) -> c_int;
+
+/// Not looked up yet.
+const UNRESOLVED: usize = 0;
+/// Looked up and absent (glibc before 2.35).
+const ABSENT: usize = 1;
+
+/// The resolved `_dl_find_object`, `ABSENT`, or `UNRESOLVED`.
+static FIND_OBJECT: AtomicUsize = AtomicUsize::new(UNRESOLVED);
+
+/// `_dl_find_object`, looked up with `dlsym(RTLD_DEFAULT, ..)` on first call.
+///
+/// The first call is not async-signal-safe (`dlsym`); later calls only load an
+/// atomic. Racing first calls resolve the same address, so `Relaxed` suffices.
+pub(super) fn resolve() -> Option<FindObjectFn> {
+    let mut addr = FIND_OBJECT.load(Ordering::Relaxed);
+    if addr == UNRESOLVED {
+        // SAFETY: `dlsym` with `RTLD_DEFAULT` and a NUL-terminated name has no
+        // other precondition.
+        let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_dl_find_object".as_ptr()) };
+        addr = if sym.is_null() { ABSENT } else { sym as usize };
+        FIND_OBJECT.store(addr, Ordering::Relaxed);
+    }
+    if addr == ABSENT {
+        return None;
+    }
+    // SAFETY: `addr` is the address glibc exports as `_dl_find_object`, whose C
+    // prototype `int _dl_find_object(void *, struct dl_find_object *)` is exactly
+    // `FindObjectFn` with the struct above.
+    Some(unsafe { core::mem::transmute::<usize, FindObjectFn>(addr) })
+}
+
+/// The object containing `pc`, found with `find`.
+pub(super) fn find(find: FindObjectFn, pc: u64) -> Result<Mapped, WalkError> {
+    let mut dlfo = DlFindObject {
+        dlfo_flags: 0,
+        dlfo_map_start: core::ptr::null_mut(),
+        dlfo_map_end: core::ptr::null_mut(),
+        dlfo_link_map: core::ptr::null_mut(),
+        dlfo_eh_frame: core::ptr::null_mut(),
+        reserved: [0; 7],
+    };
+    // SAFETY: `find` is glibc's `_dl_find_object` (see `resolve`); it only looks
+    // the address up and writes the struct, which is a valid local.
+    let rc = unsafe { find(pc as usize as *mut c_void, &mut dlfo) };
+    if rc != 0 {
+        return Err(WalkError::NoObject { pc });
+    }
+    if dlfo.dlfo_eh_frame.is_null() {
+        return Err(WalkError::NoEhFrameHdr { pc });
+    }
+    let start = dlfo.dlfo_map_start as u64;
+    let end = dlfo.dlfo_map_end as u64;
+    // SAFETY: glibc reports the object's whole mapping `[map_start, map_end)` and
+    // its `PT_GNU_EH_FRAME` inside it; the object stays loaded while it has
+    // frames on this stack. `Mapped::new` checks the header lies in the range.
+    unsafe { Mapped::new(pc, start, start, dlfo.dlfo_eh_frame as u64, end) }
+}

@@ -1,0 +1,82 @@
+//! The real [`Objects`]: the loaded objects of this process, found with glibc's
+//! `_dl_find_object`, or `dl_iterate_phdr` where that is missing.
+
+use super::find_object::{self, FindObjectFn};
+use super::mapped::Mapped;
+use super::{ObjectInfo, Objects, WalkError, phdr};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// How objects are looked up.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Strategy {
+    /// glibc 2.35+ `_dl_find_object`: lock-free and async-signal-safe.
+    FindObject(FindObjectFn),
+    /// `dl_iterate_phdr`: takes the loader lock.
+    IteratePhdr,
+}
+
+impl Strategy {
+    /// `_dl_find_object` if this glibc has it, else `dl_iterate_phdr`.
+    pub(crate) fn best() -> Self {
+        find_object::resolve().map_or(Strategy::IteratePhdr, Strategy::FindObject)
+    }
+
+    /// The object containing `pc`.
+    fn find(self, pc: u64) -> Result<Mapped, WalkError> {
+        match self {
+            Strategy::FindObject(f) => find_object::find(f, pc),
+            Strategy::IteratePhdr => phdr::find(pc),
+        }
+    }
+}
+
+/// Not determined yet.
+const LIBC_UNKNOWN: u64 = 0;
+/// Could not be determined: no object counts as libc, so no walk succeeds.
+const LIBC_NOT_FOUND: u64 = u64::MAX;
+
+/// The `.eh_frame_hdr` address of libc, `LIBC_UNKNOWN` or `LIBC_NOT_FOUND`.
+/// Every strategy reports the same header address, so it is one cache for all.
+static LIBC_ID: AtomicU64 = AtomicU64::new(LIBC_UNKNOWN);
+
+/// The process's loaded objects.
+#[derive(Debug)]
+pub(crate) struct LoadedObjects {
+    /// The lookup used.
+    strategy: Strategy,
+    /// libc's identity (its `.eh_frame_hdr` address).
+    libc: u64,
+    /// The last object found; `find` hands out slices borrowed from it.
+    last: Option<Mapped>,
+}
+
+impl LoadedObjects {
+    /// The best lookup available. The first call in the process resolves
+    /// `_dl_find_object` and libc with `dlsym`/`_dl_find_object`, which is not
+    /// async-signal-safe; later calls are.
+    pub(crate) fn new() -> Self {
+        Self::with_strategy(Strategy::best())
+    }
+
+    /// A lookup with the given strategy.
+    pub(crate) fn with_strategy(strategy: Strategy) -> Self {
+        let mut libc = LIBC_ID.load(Ordering::Relaxed);
+        if libc == LIBC_UNKNOWN {
+            // libc is the object holding `pthread_create` (glibc 2.34+ merged
+            // libpthread into libc). In a PIE or shared object the function's
+            // address comes from the GOT, so it is libc's own, not a PLT stub.
+            let marker = libc::pthread_create as *const () as u64;
+            libc = strategy.find(marker).map_or(LIBC_NOT_FOUND, |m| m.id());
+            LIBC_ID.store(libc, Ordering::Relaxed);
+        }
+        LoadedObjects { strategy, libc, last: None }
+    }
+}
+
+impl Objects for LoadedObjects {
+    fn find(&mut self, pc: u64) -> Result<ObjectInfo<'_>, WalkError> {
+        let mapped = self.strategy.find(pc)?;
+        let mapped = self.last.insert(mapped);
+        Ok(mapped.info(mapped.id() == self.libc))
+    }
+}

@@ -1,0 +1,127 @@
+//! Bounds-checked reads of stack memory: every word the walker reads from the stack
+//! goes through [`Memory`], never through a raw dereference of an unchecked address.
+
+use super::WalkError;
+use crate::arch::Context;
+
+/// Reads 8-byte words of stack memory, refusing anything outside its bounds.
+pub(crate) trait Memory {
+    /// Reads the word at `addr`, which must be 8-byte aligned and in bounds.
+    fn read_u64(&mut self, addr: u64) -> Result<u64, WalkError>;
+}
+
+/// Checks that the 8-byte word at `addr` lies inside `[lo, hi)` and is aligned.
+pub(crate) fn check_word(addr: u64, lo: u64, hi: u64) -> Result<(), WalkError> {
+    if !addr.is_multiple_of(8) {
+        return Err(WalkError::Misaligned { addr });
+    }
+    match addr.checked_add(8) {
+        Some(end) if addr >= lo && end <= hi => Ok(()),
+        _ => Err(WalkError::OutOfBounds { addr }),
+    }
+}
+
+/// The live part of the current thread's stack: from the walk's first captured
+/// stack pointer up to the top of the stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StackMemory {
+    /// Lowest readable address.
+    lo: u64,
+    /// One past the highest readable address.
+    hi: u64,
+}
+
+impl StackMemory {
+    /// The current thread's stack above `ctx`'s stack pointer.
+    ///
+    /// The lower bound is the captured sp, not the stack's own low end: every
+    /// frame the walk visits lies above it, and the low end may include the guard
+    /// page. The captured frame must belong to the current thread and still be
+    /// live (as it is inside [`with_context`](crate::arch::with_context)).
+    ///
+    /// Not async-signal-safe: `pthread_getattr_np` allocates, and for the main
+    /// thread it reads `/proc/self/maps`.
+    pub(crate) fn current_thread(ctx: &Context) -> Result<Self, WalkError> {
+        let sp = ctx.sp().ok_or(WalkError::StackBounds)?;
+        let (lo, hi) = thread_stack_bounds()?;
+        if sp < lo || sp >= hi {
+            return Err(WalkError::StackBounds);
+        }
+        Ok(StackMemory { lo: sp, hi })
+    }
+
+    /// The bounds `[lo, hi)` this reader allows.
+    #[cfg(test)]
+    pub(crate) fn bounds(&self) -> (u64, u64) {
+        (self.lo, self.hi)
+    }
+}
+
+impl Memory for StackMemory {
+    fn read_u64(&mut self, addr: u64) -> Result<u64, WalkError> {
+        check_word(addr, self.lo, self.hi)?;
+        let ptr = core::ptr::with_exposed_provenance::<u64>(addr as usize);
+        // SAFETY: `[lo, hi)` lies inside this thread's stack mapping, between the
+        // walk's own captured frame and the stack top, which is mapped, readable
+        // and live while the walk runs (the walk executes below `lo`).
+        // `check_word` proved the 8 bytes at `addr` are inside it and aligned.
+        // The read is volatile because these bytes belong to other live frames.
+        Ok(unsafe { ptr.read_volatile() })
+    }
+}
+
+/// `[lo, hi)` of the calling thread's stack, from `pthread_getattr_np`.
+fn thread_stack_bounds() -> Result<(u64, u64), WalkError> {
+    let mut attr = core::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: `attr` is valid for writes; on success it is initialised and must be
+    // destroyed, which the code below does on every path.
+    if unsafe { libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) } != 0 {
+        return Err(WalkError::StackBounds);
+    }
+    let mut addr = core::ptr::null_mut();
+    let mut size = 0;
+    // SAFETY: `attr` was initialised by `pthread_getattr_np`; the out-pointers are
+    // valid locals.
+    let rc = unsafe { libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size) };
+    // SAFETY: `attr` is initialised and destroyed exactly once.
+    unsafe { libc::pthread_attr_destroy(attr.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(WalkError::StackBounds);
+    }
+    let lo = addr as u64;
+    let hi = lo.checked_add(size as u64).ok_or(WalkError::StackBounds)?;
+    Ok((lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_word_bounds() {
+        assert_eq!(check_word(0x1000, 0x1000, 0x1010), Ok(()));
+        assert_eq!(check_word(0x1008, 0x1000, 0x1010), Ok(()));
+        assert_eq!(
+            check_word(0x1010, 0x1000, 0x1010),
+            Err(WalkError::OutOfBounds { addr: 0x1010 })
+        );
+        assert_eq!(check_word(0xff8, 0x1000, 0x1010), Err(WalkError::OutOfBounds { addr: 0xff8 }));
+        assert_eq!(check_word(0x1004, 0x1000, 0x1010), Err(WalkError::Misaligned { addr: 0x1004 }));
+        let top = u64::MAX - 7;
+        assert_eq!(check_word(top, 0, u64::MAX), Err(WalkError::OutOfBounds { addr: top }));
+    }
+
+    #[test]
+    fn reads_own_stack() {
+        let word: u64 = 0x1122_3344_5566_7788;
+        let addr = &word as *const u64 as u64;
+        crate::arch::with_context(|ctx| {
+            let mut mem = StackMemory::current_thread(ctx).expect("stack bounds");
+            let (lo, hi) = mem.bounds();
+            assert!(lo < addr && addr < hi);
+            assert_eq!(mem.read_u64(addr), Ok(word));
+            assert_eq!(mem.read_u64(hi), Err(WalkError::OutOfBounds { addr: hi }));
+            assert!(mem.read_u64(lo - 8).is_err());
+        });
+    }
+}

@@ -1,0 +1,74 @@
+//! `dl_iterate_phdr` fallback for glibc without `_dl_find_object` (before 2.35):
+//! scans the loaded objects' program headers for the `PT_LOAD` holding the pc
+//! and the object's `PT_GNU_EH_FRAME`. Takes the loader lock, so it is not
+//! async-signal-safe.
+
+use super::WalkError;
+use super::mapped::Mapped;
+use core::ffi::{c_int, c_void};
+use libc::{Elf64_Phdr, PF_R, PT_GNU_EH_FRAME, PT_LOAD, dl_phdr_info};
+
+/// The search state passed through `dl_iterate_phdr`.
+struct Search {
+    /// The address looked up.
+    pc: u64,
+    /// Set by the callback for the object containing `pc`.
+    found: Option<Result<Mapped, WalkError>>,
+}
+
+/// The object containing `pc`.
+pub(super) fn find(pc: u64) -> Result<Mapped, WalkError> {
+    let mut search = Search { pc, found: None };
+    // SAFETY: `callback` matches the expected signature and only uses `data` as
+    // the `Search` passed here, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(callback), (&raw mut search).cast()) };
+    search.found.unwrap_or(Err(WalkError::NoObject { pc }))
+}
+
+/// `[start, end)` of a segment once loaded with `bias`.
+fn segment(bias: u64, phdr: &Elf64_Phdr) -> (u64, u64) {
+    let start = bias.wrapping_add(phdr.p_vaddr);
+    (start, start.wrapping_add(phdr.p_memsz))
+}
+
+/// Examines one object; stops the iteration (returns 1) at the one holding the pc.
+///
+/// # Safety
+/// `info` must point to a valid `dl_phdr_info` and `data` to a `Search`, as
+/// `dl_iterate_phdr` guarantees for the call made in [`find`].
+unsafe extern "C" fn callback(info: *mut dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+    // SAFETY: per this function's contract.
+    let (info, search) = unsafe { (&*info, &mut *data.cast::<Search>()) };
+    if info.dlpi_phdr.is_null() {
+        return 0;
+    }
+    // SAFETY: glibc's `dlpi_phdr` points to `dlpi_phnum` program headers that
+    // stay valid during the callback.
+    let phdrs =
+        unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+    let bias = info.dlpi_addr;
+    let loads = || phdrs.iter().filter(|p| p.p_type == PT_LOAD).map(|p| segment(bias, p));
+    if !loads().any(|(lo, hi)| lo <= search.pc && search.pc < hi) {
+        return 0;
+    }
+    let pc = search.pc;
+    let start = loads().map(|(lo, _)| lo).min().unwrap_or(0);
+    let hdr =
+        phdrs.iter().find(|p| p.p_type == PT_GNU_EH_FRAME).map(|p| bias.wrapping_add(p.p_vaddr));
+    search.found = Some(match hdr {
+        None => Err(WalkError::NoEhFrameHdr { pc }),
+        Some(hdr) => match phdrs
+            .iter()
+            .filter(|p| p.p_type == PT_LOAD && p.p_flags & PF_R != 0)
+            .map(|p| segment(bias, p))
+            .find(|&(lo, hi)| lo <= hdr && hdr < hi)
+        {
+            None => Err(WalkError::NoEhFrameHdr { pc }),
+            // SAFETY: a loaded object's readable `PT_LOAD` segment is mapped for
+            // its whole `p_memsz` (past `p_filesz` it is zero-filled), and the
+            // object stays loaded while it has frames on this stack.
+            Some((lo, hi)) => unsafe { Mapped::new(pc, start, lo, hdr, hi) },
+        },
+    });
+    1
+}

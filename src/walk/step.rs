@@ -1,0 +1,144 @@
+//! Applies one unwind row to a frame's registers: computes the frame's CFA and its
+//! caller's registers, and records how the return address is saved.
+
+use super::expr::{self, Purpose};
+use super::row::Located;
+use super::{Memory, RuleKind, WalkError};
+use crate::arch::{self, Context};
+use gimli::{CfaRule, Register, RegisterRule};
+
+/// The result of unwinding one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Step {
+    /// The frame's canonical frame address (its caller's sp at the call).
+    pub(crate) cfa: u64,
+    /// The caller's registers, or `None` when the return-address rule is
+    /// undefined or absent: this is the outermost frame.
+    pub(crate) caller: Option<Context>,
+    /// The kind of the return-address rule.
+    pub(crate) ra_rule: RuleKind,
+    /// The stack address holding the return address, when the rule is `Offset(n)`.
+    pub(crate) ra_slot: Option<u64>,
+    /// The return address as stored (signed, where the ISA signs it); 0 when the
+    /// frame is the outermost one.
+    pub(crate) return_address: u64,
+    /// Whether the return address is signed (pointer authentication).
+    pub(crate) ra_signed: bool,
+}
+
+/// Unwinds the frame with registers `regs` using its row `loc`.
+pub(crate) fn unwind(
+    loc: &Located<'_, '_>,
+    regs: &Context,
+    mem: &mut impl Memory,
+) -> Result<Step, WalkError> {
+    let pc = loc.pc;
+    if loc.ra_column != arch::RA {
+        return Err(WalkError::RaColumn { pc, register: loc.ra_column.0 });
+    }
+    let cfa = cfa(loc, regs, mem)?;
+    let ra_signed = ra_signed(loc)?;
+
+    let ra_rule = loc.row.register(arch::RA);
+    let ra_kind = ra_rule.as_ref().map_or(RuleKind::Absent, RuleKind::from);
+    // gimli keeps an explicit `DW_CFA_undefined` as `Undefined` but drops it from
+    // CIE initial rules, so "absent" means the same: no caller (glibc marks
+    // `clone3`'s child and `_start` with `cfi_undefined rip`).
+    let outermost = matches!(ra_kind, RuleKind::Absent | RuleKind::Undefined);
+    if outermost {
+        return Ok(Step {
+            cfa,
+            caller: None,
+            ra_rule: ra_kind,
+            ra_slot: None,
+            return_address: 0,
+            ra_signed,
+        });
+    }
+    let ra_slot = match ra_rule {
+        Some(RegisterRule::Offset(n)) => Some(cfa.wrapping_add_signed(n)),
+        _ => None,
+    };
+
+    let mut caller = Context::new();
+    for reg in Context::REGISTERS {
+        let value = if reg == arch::SP && loc.row.register(reg).is_none() {
+            // The CFA is by definition the caller's sp at the call site.
+            Some(cfa)
+        } else {
+            register(loc, reg, cfa, regs, mem)?
+        };
+        if let Some(value) = value {
+            caller.set(reg, value);
+        }
+    }
+    let return_address =
+        caller.get(arch::RA).ok_or(WalkError::UnknownRegister { pc, register: arch::RA.0 })?;
+    caller.set_pc(arch::strip_return_address(return_address, ra_signed));
+    Ok(Step { cfa, caller: Some(caller), ra_rule: ra_kind, ra_slot, return_address, ra_signed })
+}
+
+/// The frame's CFA from the row's CFA rule.
+fn cfa(loc: &Located<'_, '_>, regs: &Context, mem: &mut impl Memory) -> Result<u64, WalkError> {
+    match *loc.row.cfa() {
+        CfaRule::RegisterAndOffset { register, offset } => regs
+            .get(register)
+            .map(|base| base.wrapping_add_signed(offset))
+            .ok_or(WalkError::UnknownRegister { pc: loc.pc, register: register.0 }),
+        CfaRule::Expression(expr) => expr::evaluate(loc, expr, Purpose::Cfa, regs, mem),
+    }
+}
+
+/// Whether the return address is signed: the signing-state pseudo-register's
+/// rule must be absent (unsigned) or the constant 0 or 1.
+fn ra_signed(loc: &Located<'_, '_>) -> Result<bool, WalkError> {
+    let Some(state) = arch::RA_SIGN_STATE else {
+        return Ok(false);
+    };
+    match loc.row.register(state) {
+        None | Some(RegisterRule::Constant(0)) => Ok(false),
+        Some(RegisterRule::Constant(1)) => Ok(true),
+        Some(_) => Err(WalkError::BadSignState { pc: loc.pc }),
+    }
+}
+
+/// The caller's value of `reg`, or `None` when it is unknown there.
+///
+/// The match is exhaustive on purpose: `RegisterRule` is not `#[non_exhaustive]`,
+/// so a rule kind added by a future gimli is a compile error, never a guess.
+fn register(
+    loc: &Located<'_, '_>,
+    reg: Register,
+    cfa: u64,
+    regs: &Context,
+    mem: &mut impl Memory,
+) -> Result<Option<u64>, WalkError> {
+    let Some(rule) = loc.row.register(reg) else {
+        // No rule: the ABI default. Callee-saved registers keep their value;
+        // the others are clobbered by the call and unknown in the caller.
+        return Ok(arch::is_callee_saved(reg).then(|| regs.get(reg)).flatten());
+    };
+    let unsupported = |rule: &RegisterRule<usize>| WalkError::UnsupportedRule {
+        pc: loc.pc,
+        register: reg.0,
+        rule: RuleKind::from(rule),
+    };
+    let purpose = Purpose::Register { cfa };
+    Ok(match rule {
+        RegisterRule::Undefined => None,
+        RegisterRule::SameValue => regs.get(reg),
+        RegisterRule::Offset(n) => Some(mem.read_u64(cfa.wrapping_add_signed(n))?),
+        RegisterRule::ValOffset(n) => Some(cfa.wrapping_add_signed(n)),
+        RegisterRule::Register(other) => regs.get(other),
+        RegisterRule::Expression(expr) => {
+            let addr = expr::evaluate(loc, expr, purpose, regs, mem)?;
+            Some(mem.read_u64(addr)?)
+        }
+        RegisterRule::ValExpression(expr) => Some(expr::evaluate(loc, expr, purpose, regs, mem)?),
+        // A real register with an augmenter-defined rule, or a constant where only
+        // pseudo-registers may have one: not understood, so not guessed.
+        RegisterRule::Architectural | RegisterRule::Constant(_) => {
+            return Err(unsupported(&rule));
+        }
+    })
+}

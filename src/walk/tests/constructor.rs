@@ -1,0 +1,38 @@
+//! A walk from an ELF constructor of this test executable, run in a child
+//! process: the constructor returns into `__libc_start_main_impl`, which is not
+//! a thread start, so the walk must refuse it.
+
+use super::real::walk_here;
+use crate::walk::Strategy;
+use std::process::Command;
+
+/// Set in the child's environment to make the constructor walk.
+const ENV: &str = "HIJACK_TLS_TEST_WALK_IN_CONSTRUCTOR";
+
+/// Runs before `main`; walks and exits when [`ENV`] is set, else does nothing.
+extern "C" fn walk_in_constructor() {
+    if std::env::var_os(ENV).is_none() {
+        return;
+    }
+    let result = walk_here("ELF constructor (main thread)", Strategy::best());
+    println!("constructor walk: {result:?}");
+    std::process::exit(0);
+}
+
+/// Registers [`walk_in_constructor`] as an ELF constructor.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONSTRUCTOR: extern "C" fn() = walk_in_constructor;
+
+#[test]
+fn constructor_is_not_a_thread_start() {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe).env(ENV, "1").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        stdout
+            .contains("constructor walk: Err(NotThreadStart { libc_frames: 1, other_frames: 1 })"),
+        "{stdout}"
+    );
+}

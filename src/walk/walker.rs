@@ -1,0 +1,94 @@
+//! The walk: from captured registers, unwind frame after frame to the end of the
+//! stack and report the slot holding the thread start routine's return address.
+
+use super::row::{self, UnwindCtx};
+use super::target::Target;
+use super::{Memory, Objects, WalkError, step};
+use crate::arch::Context;
+
+/// Most frames a walk visits. First use may happen 10,000 frames deep.
+pub(crate) const MAX_FRAMES: usize = 100_000;
+
+/// One frame as the walk saw it, for diagnostics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Frame {
+    /// 0 for the captured frame, counting outwards.
+    pub(crate) index: usize,
+    /// The frame's pc: the captured pc, a return address, or (after a signal
+    /// frame) the interrupted instruction.
+    pub(crate) pc: u64,
+    /// The frame's canonical frame address.
+    pub(crate) cfa: u64,
+    /// Whether the pc is in libc.
+    pub(crate) is_libc: bool,
+    /// Lowest mapped address of the object containing the pc.
+    pub(crate) object_start: u64,
+    /// Whether the frame is a signal trampoline (CIE augmentation `S`).
+    pub(crate) signal_trampoline: bool,
+}
+
+/// Where the thread start routine's return address lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ExitSlot {
+    /// Stack address holding the target frame's return address.
+    pub(crate) slot: u64,
+    /// The return address found there (as stored: signed where the ISA signs).
+    pub(crate) return_address: u64,
+    /// The target frame's CFA.
+    pub(crate) cfa: u64,
+    /// Whether the return address is signed (always false on x86_64).
+    pub(crate) ra_signed: bool,
+    /// Number of frames walked, the target and the frames below it included.
+    pub(crate) frames: usize,
+}
+
+/// Walks the stack described by `ctx` to its end and returns the exit slot: the
+/// return-address slot of the outermost frame outside libc that returns into
+/// libc, provided only a thread start's frames lie below it. `visit` sees every
+/// frame, innermost first.
+pub(crate) fn find_exit_slot(
+    ctx: &Context,
+    mem: &mut impl Memory,
+    objects: &mut impl Objects,
+    visit: &mut impl FnMut(&Frame),
+) -> Result<ExitSlot, WalkError> {
+    let mut unwind_ctx = UnwindCtx::new_in();
+    let mut regs = *ctx;
+    // The captured pc is a return address (see arch capture), so the first frame
+    // is looked up at pc - 1 like the others; only the frame interrupted by a
+    // signal is looked up at its exact pc.
+    let mut exact_pc = false;
+    let mut previous_cfa: Option<u64> = None;
+    let mut target = Target::default();
+    for index in 0..MAX_FRAMES {
+        let pc = regs.pc().ok_or(WalkError::UnknownPc { frame: index })?;
+        // A return address follows its call: pc - 1 is inside the caller's call
+        // instruction, and so inside the right FDE even for a noreturn call.
+        let lookup = if exact_pc { pc } else { pc.wrapping_sub(1) };
+        let object = objects.find(lookup)?;
+        let (is_libc, object_start) = (object.is_libc, object.start);
+        let located = row::locate(&object, lookup, &mut unwind_ctx)?;
+        let step = step::unwind(&located, &regs, mem)?;
+        if let Some(previous) = previous_cfa
+            && step.cfa <= previous
+        {
+            return Err(WalkError::CfaNotGrowing { frame: index, cfa: step.cfa, previous });
+        }
+        visit(&Frame {
+            index,
+            pc,
+            cfa: step.cfa,
+            is_libc,
+            object_start,
+            signal_trampoline: located.signal_trampoline,
+        });
+        target.observe(is_libc, &step);
+        previous_cfa = Some(step.cfa);
+        exact_pc = located.signal_trampoline;
+        match step.caller {
+            Some(caller) => regs = caller,
+            None => return target.finish(index + 1, mem),
+        }
+    }
+    Err(WalkError::TooManyFrames { limit: MAX_FRAMES })
+}
