@@ -12,8 +12,14 @@ use crate::{unwind_info, walk};
 /// A live hijack of this thread's bottom return address.
 pub(crate) struct Hijack {
     slot: ReturnSlot,
+    /// The original return address, stripped of any pointer-authentication bits.
     original_return: usize,
+    /// The slot's original word (signed, if the frame signs its return address).
+    stored_original: usize,
+    /// The trampoline entry.
     trampoline: usize,
+    /// The word written to the slot: the entry, signed like the original.
+    stored_trampoline: usize,
 }
 
 /// The stack word holding the target frame's return address. Only this thread
@@ -56,8 +62,8 @@ impl Hijack {
     /// Puts the original return address back, if the trampoline has not fired and
     /// the slot still points at it.
     pub(crate) fn restore(self) {
-        if !FIRED.with(Cell::get) && self.slot.read() == self.trampoline {
-            self.slot.write(self.original_return);
+        if !FIRED.with(Cell::get) && self.slot.read() == self.stored_trampoline {
+            self.slot.write(self.stored_original);
         }
     }
 }
@@ -76,15 +82,23 @@ pub(crate) fn arm() -> Result<Hijack, FallbackReason> {
         walk::find_exit_slot(ctx, &mut memory, &mut objects, &mut |_| {})
     })
     .map_err(|error| FallbackReason::StackWalk(WalkFailure(error)))?;
-    let original_return = found.return_address as usize;
+    let stored_original = found.return_address as usize;
+    let original_return = arch::strip_return_address(found.return_address, found.ra_signed) as usize;
     let copy = claim_copy(original_return)?;
     let trampoline = arch::trampoline_pad(copy) + arch::TRAMPOLINE_ENTRY_OFFSET;
+    // A signed frame authenticates the slot before returning: sign the trampoline
+    // with the same key and modifier (the frame's CFA), here on the thread itself.
+    let stored_trampoline = if found.ra_signed {
+        arch::sign_return_address(trampoline as u64, found.cfa) as usize
+    } else {
+        trampoline
+    };
     let slot = ReturnSlot(found.slot as usize);
-    if slot.read() != original_return {
+    if slot.read() != stored_original {
         return Err(FallbackReason::StackWalk(WalkFailure(walk::WalkError::SlotMismatch)));
     }
-    slot.write(trampoline);
-    Ok(Hijack { slot, original_return, trampoline })
+    slot.write(stored_trampoline);
+    Ok(Hijack { slot, original_return, stored_original, trampoline, stored_trampoline })
 }
 
 /// The trampoline copy serving `original_return`, claiming a free one the first

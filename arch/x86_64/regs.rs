@@ -58,6 +58,12 @@ pub(crate) fn strip_return_address(ra: u64, _signed: bool) -> u64 {
     ra
 }
 
+/// Signs `address` as a return address saved by a frame whose CFA is `modifier`.
+/// x86_64 has no pointer authentication; the walk never reports a signed frame.
+pub(crate) fn sign_return_address(address: u64, _modifier: u64) -> u64 {
+    address
+}
+
 /// The registers of one frame, each with a "known" flag.
 ///
 /// `#[repr(C)]` because the capture routine writes `regs` by offset.
