@@ -83,7 +83,8 @@ pub(crate) fn arm() -> Result<Hijack, FallbackReason> {
     })
     .map_err(|error| FallbackReason::StackWalk(WalkFailure(error)))?;
     let stored_original = found.return_address as usize;
-    let original_return = arch::strip_return_address(found.return_address, found.ra_signed) as usize;
+    let original_return =
+        arch::strip_return_address(found.return_address, found.ra_signed) as usize;
     let copy = claim_copy(original_return)?;
     let trampoline = arch::trampoline_pad(copy) + arch::TRAMPOLINE_ENTRY_OFFSET;
     // A signed frame authenticates the slot before returning: sign the trampoline

@@ -8,10 +8,8 @@ use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::EXPECT_HIJACK;
 use hijack_tls::Status;
-
-const EXPECT_HIJACK: bool =
-    cfg!(all(feature = "hijack", target_os = "linux", target_env = "gnu", target_arch = "x86_64"));
 
 /// `_URC_NO_REASON`: keep walking.
 const URC_NO_REASON: c_int = 0;

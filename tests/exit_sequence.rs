@@ -87,7 +87,7 @@ fn child_kill_switch() {
     .unwrap();
     println!("{status:?}");
     let expected = if cfg!(feature = "hijack") {
-        if cfg!(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")) {
+        if common::HIJACK_TARGET {
             FallbackReason::DisabledByEnvironment
         } else {
             FallbackReason::UnsupportedTarget

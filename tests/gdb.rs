@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::is_child;
+use common::{EXPECT_HIJACK, is_child};
 
 /// This test's child case: the test binary re-run under gdb.
 const CASE: &str = "gdb_child";
@@ -43,10 +43,6 @@ fn first_backtrace(output: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
-
-/// Whether this build and target hijack threads.
-const EXPECT_HIJACK: bool =
-    cfg!(all(feature = "hijack", target_os = "linux", target_env = "gnu", target_arch = "x86_64"));
 
 #[test]
 fn gdb_backtrace_passes_the_trampoline() {

@@ -8,12 +8,8 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use common::{Log, Tracked, on_thread};
+use common::{EXPECT_HIJACK, Log, Tracked, on_thread};
 use hijack_tls::{FallbackReason, Status};
-
-/// Whether this build and target must hijack (and so the tests must see it).
-const EXPECT_HIJACK: bool =
-    cfg!(all(feature = "hijack", target_os = "linux", target_env = "gnu", target_arch = "x86_64"));
 
 fn assert_hijacked(status: Status) {
     if EXPECT_HIJACK {

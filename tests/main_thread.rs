@@ -3,6 +3,8 @@
 //! is unchanged. Runs without libtest (`harness = false`): the parent re-runs this
 //! binary as a child and checks its output.
 
+mod common;
+
 use std::cell::Cell;
 use std::process::{Command, ExitCode};
 
@@ -67,12 +69,7 @@ fn main() -> ExitCode {
     if std::env::var_os(CHILD).is_some() {
         return child();
     }
-    let hijack_expected = cfg!(all(
-        feature = "hijack",
-        target_os = "linux",
-        target_env = "gnu",
-        target_arch = "x86_64"
-    ));
+    let hijack_expected = common::EXPECT_HIJACK;
     let mut failed = 0;
     let mut check = |name: &str, ok: bool, detail: &dyn std::fmt::Debug| {
         if ok {

@@ -4,6 +4,10 @@
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+/// Whether this build and target hijack threads (so the tests must see it).
+pub const EXPECT_HIJACK: bool =
+    cfg!(all(feature = "hijack", target_os = "linux", target_env = "gnu", target_arch = "x86_64"));
+
 /// An ordered log of events, shareable across threads.
 #[derive(Clone, Debug, Default)]
 pub struct Log(Arc<Mutex<Vec<String>>>);
