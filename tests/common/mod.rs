@@ -4,9 +4,12 @@
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+/// Whether the target is one the hijack supports.
+pub const HIJACK_TARGET: bool =
+    cfg!(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"));
+
 /// Whether this build and target hijack threads (so the tests must see it).
-pub const EXPECT_HIJACK: bool =
-    cfg!(all(feature = "hijack", target_os = "linux", target_env = "gnu", target_arch = "x86_64"));
+pub const EXPECT_HIJACK: bool = cfg!(feature = "hijack") && HIJACK_TARGET;
 
 /// An ordered log of events, shareable across threads.
 #[derive(Clone, Debug, Default)]
