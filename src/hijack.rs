@@ -99,6 +99,7 @@ pub(crate) fn arm() -> Result<Hijack, FallbackReason> {
         return Err(FallbackReason::StackWalk(WalkFailure(walk::WalkError::SlotMismatch)));
     }
     slot.write(stored_trampoline);
+    crate::forced_unwind::arm();
     Ok(Hijack { slot, original_return, stored_original, trampoline, stored_trampoline })
 }
 
@@ -126,6 +127,12 @@ fn claim_copy(original_return: usize) -> Result<usize, FallbackReason> {
 /// Called by the trampoline when a hijacked start routine returns: runs the exit
 /// sequence. Never unwinds (the sequence catches every panic).
 pub(crate) extern "C" fn on_trampoline() {
-    FIRED.with(|fired| fired.set(true));
+    thread_is_exiting();
+    crate::forced_unwind::disarm();
     crate::exit::run();
+}
+
+/// Marks this thread as past its start routine: no more hijacks, no restores.
+pub(crate) fn thread_is_exiting() {
+    FIRED.with(|fired| fired.set(true));
 }

@@ -40,6 +40,8 @@ mod config;
 mod exit;
 mod fallback;
 #[cfg(hijack_supported)]
+mod forced_unwind;
+#[cfg(hijack_supported)]
 mod hijack;
 mod keyed;
 mod record;

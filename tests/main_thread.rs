@@ -3,10 +3,12 @@
 //! is unchanged. Runs without libtest (`harness = false`): the parent re-runs this
 //! binary as a child and checks its output.
 
+#![no_main]
+
 mod common;
 
 use std::cell::Cell;
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
 const CHILD: &str = "HIJACK_TLS_MAIN_THREAD_CHILD";
 
@@ -41,7 +43,7 @@ extern "C" fn at_process_exit() {
     say("atexit handler");
 }
 
-fn child() -> ExitCode {
+fn child() -> i32 {
     // SAFETY: registers a plain extern "C" function.
     unsafe { libc::atexit(at_process_exit) };
     hijack_tls::set("value", Value);
@@ -51,12 +53,52 @@ fn child() -> ExitCode {
     });
     PROBE.with(|p| p.0.set(true));
     say(&format!("status: {}", hijack_tls::status()));
-    ExitCode::from(7)
+    7
+}
+
+unsafe extern "C-unwind" {
+    /// A deferred cancellation point; it unwinds (forced) when the thread is cancelled.
+    fn pthread_testcancel();
+}
+
+/// The main thread leaves through `pthread_exit` (mode "exit") or is cancelled by
+/// another thread (mode "cancel") while a second thread keeps the process alive:
+/// glibc then never runs the main thread's TLS destructors, so only the hijack's
+/// cleanup buffer can run the exit sequence.
+fn child_forced(mode: &str) -> i32 {
+    hijack_tls::set("value", Value);
+    hijack_tls::at_exit(|| {
+        let alive = PROBE.try_with(|_| ()).is_ok();
+        say(&format!("handler: thread_local alive = {alive}"));
+    });
+    PROBE.with(|p| p.0.set(true));
+    say(&format!("status: {}", hijack_tls::status()));
+    // SAFETY: pthread_self has no preconditions.
+    let main_thread = unsafe { libc::pthread_self() } as usize;
+    let cancel = mode == "cancel";
+    std::thread::spawn(move || {
+        if cancel {
+            // SAFETY: the main thread is alive and looping on cancellation points.
+            unsafe { libc::pthread_cancel(main_thread as libc::pthread_t) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        say("last thread ends");
+    });
+    if cancel {
+        loop {
+            // SAFETY: no preconditions; unwinds when the main thread is cancelled.
+            unsafe { pthread_testcancel() };
+            std::thread::yield_now();
+        }
+    }
+    // SAFETY: leaves the main thread; the frames unwound hold no borrowed state.
+    unsafe { libc::pthread_exit(std::ptr::null_mut()) }
 }
 
 fn run_child(env: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.env(CHILD, "1");
+    // A later entry for CHILD (the mode) overrides the default above.
     for (name, value) in env {
         command.env(name, value);
     }
@@ -65,9 +107,23 @@ fn run_child(env: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
     (output.status.code(), stdout.lines().map(str::to_owned).collect())
 }
 
-fn main() -> ExitCode {
-    if std::env::var_os(CHILD).is_some() {
-        return child();
+/// The C `main` itself (no std `lang_start`): std wraps a Rust `fn main` in
+/// `catch_unwind`, which catches glibc's forced unwind and aborts the process
+/// ("exception not rethrown"), so `pthread_exit` from a Rust `fn main` cannot work
+/// with or without this crate. "C-unwind": the forced unwind crosses this frame.
+#[unsafe(no_mangle)]
+extern "C-unwind" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    run()
+}
+
+fn run() -> i32 {
+    match std::env::var(CHILD).as_deref() {
+        Ok("1") => return child(),
+        Ok(mode) => return child_forced(mode),
+        Err(_) => {}
     }
     let hijack_expected = common::EXPECT_HIJACK;
     let mut failed = 0;
@@ -112,10 +168,24 @@ fn main() -> ExitCode {
     let handler_runs = lines.iter().filter(|l| l.starts_with("handler:")).count();
     check("kill_switch_still_runs_the_handler_once", code == Some(7) && handler_runs == 1, &lines);
 
-    let passed = 4 - failed;
+    for mode in ["exit", "cancel"] {
+        let (code, lines) = run_child(&[(CHILD, mode)]);
+        let handlers: Vec<_> = lines.iter().filter(|l| l.starts_with("handler:")).collect();
+        let drops = lines.iter().filter(|l| *l == "drop value").count();
+        let ok = code == Some(0)
+            && lines.last().map(String::as_str) == Some("last thread ends")
+            && if hijack_expected {
+                handlers == ["handler: thread_local alive = true"] && drops == 1
+            } else {
+                handlers.len() <= 1 && drops <= 1
+            };
+        check(&format!("pthread_{mode}_of_the_main_thread_runs_the_sequence_once"), ok, &lines);
+    }
+
+    let passed = 6 - failed;
     println!(
         "\ntest result: {}. {passed} passed; {failed} failed",
         if failed == 0 { "ok" } else { "FAILED" }
     );
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    i32::from(failed != 0)
 }

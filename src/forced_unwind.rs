@@ -1,0 +1,108 @@
+//! Runs the exit sequence on `pthread_exit` and `pthread_cancel`, where the
+//! trampoline never runs.
+//!
+//! glibc's forced unwind stops at `start_thread`'s (or `__libc_start_call_main`'s)
+//! `setjmp` buffer and `longjmp`s there, skipping the hijacked return. Just before
+//! that `longjmp`, its stop function runs the thread's *old-style* cleanup buffers
+//! (`_pthread_cleanup_push`) that the unwind has left (glibc `nptl/unwind.c`,
+//! `unwind_stop`). We push one such buffer per hijacked thread; it lives in static
+//! TLS, which glibc places above the thread's stack frames, so glibc considers it
+//! "left" only at the final step: the exit sequence then runs after every frame has
+//! been unwound and before any TLS destructor. NOTES.md ("pthread_exit and
+//! pthread_cancel") has the analysis and the hazards.
+
+use core::cell::{Cell, UnsafeCell};
+use core::ffi::{c_int, c_void};
+use core::ptr;
+use std::sync::OnceLock;
+
+/// glibc's `struct _pthread_cleanup_buffer` (`<pthread.h>`).
+#[repr(C)]
+struct CleanupBuffer {
+    routine: Option<unsafe extern "C" fn(*mut c_void)>,
+    arg: *mut c_void,
+    cancel_type: c_int,
+    prev: *mut CleanupBuffer,
+}
+
+impl CleanupBuffer {
+    const EMPTY: Self =
+        Self { routine: None, arg: ptr::null_mut(), cancel_type: 0, prev: ptr::null_mut() };
+}
+
+type PushFn =
+    unsafe extern "C" fn(*mut CleanupBuffer, unsafe extern "C" fn(*mut c_void), *mut c_void);
+type PopFn = unsafe extern "C" fn(*mut CleanupBuffer, c_int);
+
+/// `_pthread_cleanup_push` and `_pthread_cleanup_pop`, looked up at run time so the
+/// crate keeps no link-time dependency on a glibc symbol version.
+fn cleanup_api() -> Option<(PushFn, PopFn)> {
+    static API: OnceLock<Option<(PushFn, PopFn)>> = OnceLock::new();
+    *API.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and NUL-terminated names has no
+        // preconditions; a non-null result is the named function.
+        let push = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_pthread_cleanup_push".as_ptr()) };
+        // SAFETY: as above.
+        let pop = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_pthread_cleanup_pop".as_ptr()) };
+        if push.is_null() || pop.is_null() {
+            return None;
+        }
+        // SAFETY: glibc's functions have exactly these C signatures (<pthread.h>).
+        Some(unsafe {
+            (
+                core::mem::transmute::<*mut c_void, PushFn>(push),
+                core::mem::transmute::<*mut c_void, PopFn>(pop),
+            )
+        })
+    })
+}
+
+thread_local! {
+    /// This thread's cleanup buffer: static TLS, so it outlives every use by glibc.
+    static BUFFER: UnsafeCell<CleanupBuffer> = const { UnsafeCell::new(CleanupBuffer::EMPTY) };
+    /// Whether BUFFER is (or was once) on glibc's list: it is never pushed twice.
+    static PUSHED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Pushes this thread's cleanup buffer, once per thread. Returns whether the
+/// forced-unwind path is covered.
+pub(crate) fn arm() -> bool {
+    let Some((push, _)) = cleanup_api() else { return false };
+    if PUSHED.with(|pushed| pushed.replace(true)) {
+        return true;
+    }
+    let buffer = BUFFER.with(UnsafeCell::get);
+    // SAFETY: `buffer` is this thread's static-TLS buffer, valid until the thread's
+    // TLS is freed after every cleanup ran; it is pushed once and only glibc writes it.
+    unsafe { push(buffer, on_forced_unwind, ptr::null_mut()) };
+    true
+}
+
+/// Takes this thread's buffer off glibc's list if it is the newest entry (the
+/// trampoline calls this once the start routine has returned normally).
+pub(crate) fn disarm() {
+    let Some((push, pop)) = cleanup_api() else { return };
+    if !PUSHED.with(Cell::get) {
+        return;
+    }
+    let buffer = BUFFER.with(UnsafeCell::get);
+    // Read the list head by pushing a probe: glibc stores the head in `prev`.
+    let mut probe = CleanupBuffer::EMPTY;
+    // SAFETY: the probe is a live local popped again before it goes out of scope;
+    // popping with execute = 0 runs nothing.
+    unsafe {
+        push(&mut probe, on_forced_unwind, ptr::null_mut());
+        let head = probe.prev;
+        pop(&mut probe, 0);
+        if head == buffer {
+            pop(buffer, 0);
+        }
+    }
+}
+
+/// Called by glibc's forced-unwind stop function at the last step before it
+/// `longjmp`s into `start_thread`. Never unwinds.
+unsafe extern "C" fn on_forced_unwind(_arg: *mut c_void) {
+    crate::hijack::thread_is_exiting();
+    crate::exit::run();
+}
