@@ -37,6 +37,7 @@ mod arch;
 mod arming;
 #[cfg(hijack_supported)]
 mod config;
+pub mod diagnostics;
 mod exit;
 mod fallback;
 #[cfg(hijack_supported)]

@@ -20,8 +20,6 @@ mod gdb_test;
 use std::sync::{Mutex, PoisonError};
 
 pub(crate) use error::UnwindInfoError;
-#[allow(unused_imports)] // For the diagnostics report, once it is wired up.
-pub(crate) use registry::{Unwinder, unwinder};
 
 use crate::arch;
 
@@ -78,7 +76,6 @@ fn make_known(copy: usize, pad: usize, original_return: usize) -> Result<(), Unw
 
 /// Which stack walkers have been told about at least one trampoline copy, one
 /// fixed line each; empty before the first copy is claimed.
-#[allow(dead_code)] // For the diagnostics report, once it is wired up.
 pub(crate) fn describe() -> Vec<&'static str> {
     let registered = ANNOUNCED
         .lock()

@@ -1,0 +1,95 @@
+//! What the hijack sees on this thread, for diagnostics tools such as
+//! `cargo run --example doctor`. Nothing here changes the thread.
+
+use crate::status::FallbackReason;
+
+/// One frame of this thread's stack as the CFI walk saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkedFrame {
+    /// The frame's pc (a return address, or the interrupted pc after a signal frame).
+    pub pc: usize,
+    /// The frame's canonical frame address.
+    pub cfa: usize,
+    /// Whether the pc is in libc.
+    pub in_libc: bool,
+    /// Whether the frame is a signal trampoline.
+    pub signal_frame: bool,
+}
+
+/// The return slot the hijack would use on this thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReturnSlot {
+    /// Stack address of the slot.
+    pub slot: usize,
+    /// The return address in it, pointer-authentication bits stripped.
+    pub original_return: usize,
+    /// Whether the frame signs its return address (pointer authentication).
+    pub signed: bool,
+}
+
+/// Walks this thread's stack the way the hijack does, without hijacking it: every
+/// frame, then the chosen slot or why there is none.
+pub fn walk_this_thread() -> (Vec<WalkedFrame>, Result<ReturnSlot, FallbackReason>) {
+    imp::walk_this_thread()
+}
+
+/// The unwinders that were told about the trampoline's unwind info so far (empty
+/// until a first thread was hijacked).
+pub fn unwinders_aware() -> Vec<&'static str> {
+    imp::unwinders_aware()
+}
+
+#[cfg(hijack_supported)]
+mod imp {
+    use super::{ReturnSlot, WalkedFrame};
+    use crate::status::{FallbackReason, WalkFailure};
+    use crate::{arch, walk};
+
+    pub(super) fn walk_this_thread() -> (Vec<WalkedFrame>, Result<ReturnSlot, FallbackReason>) {
+        let mut frames = Vec::new();
+        let result = arch::with_context(|ctx| {
+            let mut memory = walk::StackMemory::current_thread(ctx)?;
+            let mut objects = walk::LoadedObjects::new();
+            walk::find_exit_slot(ctx, &mut memory, &mut objects, &mut |frame| {
+                frames.push(WalkedFrame {
+                    pc: frame.pc as usize,
+                    cfa: frame.cfa as usize,
+                    in_libc: frame.is_libc,
+                    signal_frame: frame.signal_trampoline,
+                });
+            })
+        });
+        let slot = result
+            .map(|found| ReturnSlot {
+                slot: found.slot as usize,
+                original_return: arch::strip_return_address(found.return_address, found.ra_signed)
+                    as usize,
+                signed: found.ra_signed,
+            })
+            .map_err(|error| FallbackReason::StackWalk(WalkFailure(error)));
+        (frames, slot)
+    }
+
+    pub(super) fn unwinders_aware() -> Vec<&'static str> {
+        crate::unwind_info::describe()
+    }
+}
+
+#[cfg(not(hijack_supported))]
+mod imp {
+    use super::{ReturnSlot, WalkedFrame};
+    use crate::status::FallbackReason;
+
+    pub(super) fn walk_this_thread() -> (Vec<WalkedFrame>, Result<ReturnSlot, FallbackReason>) {
+        let reason = if cfg!(feature = "hijack") {
+            FallbackReason::UnsupportedTarget
+        } else {
+            FallbackReason::FeatureDisabled
+        };
+        (Vec::new(), Err(reason))
+    }
+
+    pub(super) fn unwinders_aware() -> Vec<&'static str> {
+        Vec::new()
+    }
+}
