@@ -113,7 +113,7 @@ mod tests {
         assert_eq!(announce(copy, pad, original + 1), Err(UnwindInfoError::Conflict));
         assert_eq!(registry::function_start(pad), Some(pad));
         let lines = describe();
-        assert!(lines.contains(&unwinder().description()), "{lines:?}");
+        assert!(lines.contains(&registry::unwinder().description()), "{lines:?}");
         assert!(lines.contains(&"GDB JIT interface (__jit_debug_descriptor)"), "{lines:?}");
     }
 
