@@ -76,6 +76,9 @@ pub(crate) fn arm() -> Result<Hijack, FallbackReason> {
     if arch::shadow_stack_enabled(arch::shadow_stack_status()) {
         return Err(FallbackReason::ShadowStack);
     }
+    if !crate::pin::trampolines_pinned() {
+        return Err(FallbackReason::CannotPin);
+    }
     let found = arch::with_context(|ctx| {
         let mut memory = walk::StackMemory::current_thread(ctx)?;
         let mut objects = walk::LoadedObjects::new();

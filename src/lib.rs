@@ -45,6 +45,8 @@ mod forced_unwind;
 #[cfg(hijack_supported)]
 mod hijack;
 mod keyed;
+#[cfg(hijack_supported)]
+mod pin;
 mod record;
 mod report;
 mod status;

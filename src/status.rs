@@ -71,6 +71,9 @@ pub enum FallbackReason {
     UnwindInfo(UnwindInfoFailure),
     /// More distinct original return addresses than trampoline copies.
     TrampolinesExhausted,
+    /// The shared object holding the trampolines could not be pinned in memory
+    /// (`RTLD_NODELETE`), so a `dlclose` could unmap it under a hijacked thread.
+    CannotPin,
 }
 
 /// Why the stack walk gave up (shown through [`FallbackReason::StackWalk`]).
@@ -114,6 +117,7 @@ impl fmt::Display for FallbackReason {
             #[cfg(hijack_supported)]
             Self::UnwindInfo(failure) => return write!(f, "trampoline unwind info: {failure}"),
             Self::TrampolinesExhausted => "all exit trampoline copies are in use",
+            Self::CannotPin => "the shared object holding the trampoline could not be pinned",
         };
         f.write_str(text)
     }
