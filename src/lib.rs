@@ -75,14 +75,24 @@ pub use value::Value;
 /// replaced at once and drops when that borrow ends.
 pub fn set<K: Hash + Eq + 'static, V: 'static>(key: K, value: V) {
     let hash = keyed::hash_of(&key);
-    let shared = value::share(value);
-    let (old, unused_key) = record::with_current_or_create(|r| r.store_keyed(hash, key, shared));
+    // A `V` already stored under `key` that nothing borrows is replaced in place,
+    // without allocating; whatever is displaced drops after the record is released.
+    let value = match record::with_current_or_create(|r| r.replace_keyed(hash, &key, value)) {
+        Ok(old) => {
+            drop(key);
+            drop(old);
+            return;
+        }
+        Err(value) => value,
+    };
+    let (unused_key, old) = record::with_current_or_create(|r| r.store_keyed(hash, key, value));
     drop(unused_key);
     drop(old);
 }
 
 /// A clone of this thread's value under `key`; `None` if there is none **or it is of
 /// another type**. Never creates a record.
+#[inline]
 pub fn get<K: Hash + Eq + 'static, V: Clone + 'static>(key: &K) -> Option<V> {
     with(key, V::clone)
 }
@@ -94,11 +104,12 @@ pub fn get<K: Hash + Eq + 'static, V: Clone + 'static>(key: &K) -> Option<V> {
 /// ([`set`], [`del`], [`reset`], [`unload`]), the borrow stays valid: the value has
 /// left the thread's map, and drops when `f` returns (or, after `del`, when both `f`
 /// has returned and the returned [`Value`] is dropped).
+#[inline]
 pub fn with<K: Hash + Eq + 'static, V: 'static, R>(key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
     let hash = keyed::hash_of(key);
-    let shared = record::with_current(|r| r.keyed.get(hash, key))??;
-    let value = (*shared).downcast_ref::<V>()?;
-    Some(f(value))
+    // A handle of its own (a pin) keeps the value alive while `f` borrows it.
+    let pinned = record::with_current(|r| r.keyed.get::<K, V>(hash, key))??;
+    Some(f(&pinned))
 }
 
 /// Removes this thread's value under `key` and hands it back, so the caller decides
@@ -117,8 +128,13 @@ pub fn del<K: Hash + Eq + 'static>(key: &K) -> Option<Value> {
 /// This thread's ID: nonzero, unique among all threads for the life of the process,
 /// never reused. Stable within a thread until [`unload`], after which the thread gets
 /// a new one. Creates the record.
+#[inline]
 pub fn id() -> u64 {
-    record::with_current_or_create(|r| r.id)
+    // The thread-local view has the ID while a record is current and not borrowed.
+    match record::current_id() {
+        0 => record::with_current_or_create(|r| r.id),
+        id => id,
+    }
 }
 
 /// Registers `f` to run when this thread exits, last registered first, while every

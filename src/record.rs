@@ -1,11 +1,16 @@
 //! The per-thread record: ID, values, at-exit handlers and how the exit is armed.
 //!
 //! The record is a heap allocation reached through one `const`-initialised
-//! thread-local pointer with no destructor, so it stays reachable during TLS
-//! teardown. It is only ever borrowed for short stretches that run no user code
-//! except a key's `Eq`; user code (drops, handlers, `with` closures) always runs
-//! with no borrow of the record alive, which is what makes every re-entrant call
-//! sound. NOTES.md ("Record layout") has the reasoning.
+//! thread-local with no destructor, so it stays reachable during TLS teardown. It is
+//! only ever borrowed for short stretches that run no user code except a key's `Eq`;
+//! user code (drops, handlers, `with` closures) always runs with no borrow of the
+//! record alive, which is what makes every re-entrant call sound. NOTES.md ("Record
+//! layout") has the reasoning.
+//!
+//! While the record is current and *not* borrowed, the same thread-local holds a
+//! read-only view of it (its ID and typed slot table) for the fast paths, which
+//! then need no borrow at all: the view is emptied when a borrow starts and rebuilt
+//! when it ends, so it never describes a record that someone is changing.
 
 use core::cell::Cell;
 use core::ptr;
@@ -13,8 +18,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arming::Arming;
 use crate::keyed::{KeyedMap, Location, StoredKey};
-use crate::typed::Slots;
-use crate::value::Shared;
+use crate::typed::{Slot, Slots};
+use crate::value::{Displaced, Shared};
 
 /// An at-exit handler.
 pub(crate) type Handler = Box<dyn FnOnce()>;
@@ -61,29 +66,54 @@ impl Record {
         seq
     }
 
-    /// Stores a keyed value; returns what the caller must drop after the borrow.
-    pub(crate) fn store_keyed<K: Eq + 'static>(
+    /// Stores a keyed value. Returns the new key if an equal one was already
+    /// stored, and what the value displaced: both for the caller to drop after the
+    /// borrow.
+    pub(crate) fn store_keyed<K: Eq + 'static, V: 'static>(
         &mut self,
         hash: u64,
         key: K,
-        value: Shared,
-    ) -> (Option<Shared>, Option<K>) {
+        value: V,
+    ) -> (Option<K>, Displaced<V>) {
         if self.closed {
             self.refuse(value);
-            return (None, Some(key));
+            return (Some(key), Displaced::Nothing);
         }
         let seq = self.take_seq();
-        self.keyed.insert(hash, key, seq, value)
+        self.keyed.store(hash, key, seq, value)
     }
 
-    /// Stores a value in typed slot `index`; returns the old value.
-    pub(crate) fn store_slot(&mut self, index: usize, value: Shared) -> Option<Shared> {
+    /// Replaces the keyed value under `key` in place when it is a `V` that nothing
+    /// borrows (the common case of `set`, kept small); gives `value` back otherwise
+    /// (or if the record refuses new values), for [`store_keyed`](Self::store_keyed).
+    #[inline]
+    pub(crate) fn replace_keyed<K: Eq + 'static, V: 'static>(
+        &mut self,
+        hash: u64,
+        key: &K,
+        value: V,
+    ) -> Result<V, V> {
+        if self.closed {
+            return Err(value);
+        }
+        let old = self.keyed.replace(hash, key, self.next_seq, value)?;
+        self.next_seq += 1;
+        Ok(old)
+    }
+
+    /// Stores a value in typed slot `index`; returns what it displaced, for the
+    /// caller to drop or hand back after the borrow.
+    ///
+    /// # Safety
+    /// Slot `index` must only ever hold `T`s.
+    pub(crate) unsafe fn store_slot<T: 'static>(&mut self, index: usize, value: T) -> Displaced<T> {
         if self.closed {
             self.refuse(value);
-            return None;
+            return Displaced::Nothing;
         }
         let seq = self.take_seq();
-        self.slots.put(index, seq, value)
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.slots.store(index, seq, value) }
     }
 
     /// Adds an at-exit handler.
@@ -139,11 +169,55 @@ impl Record {
     }
 }
 
-thread_local! {
-    /// This thread's record, or null. No destructor, so it is usable at any time.
-    static CURRENT: Cell<*mut Record> = const { Cell::new(ptr::null_mut()) };
+/// This thread's state. `const`-initialised with no destructor: every field is
+/// readable at any time, TLS teardown included, at the cost of one `%fs`-relative
+/// load each.
+struct Local {
+    /// This thread's record, or null.
+    current: Cell<*mut Record>,
     /// Set while the record is borrowed, to catch re-entry from a key's `Eq`.
-    static BORROWED: Cell<bool> = const { Cell::new(false) };
+    borrowed: Cell<bool>,
+    /// The view: the current record's typed slot table. `slots_len` is 0 (no view)
+    /// while there is no record or it is borrowed.
+    slots: Cell<*const Slot>,
+    /// Length of the table at `slots`.
+    slots_len: Cell<usize>,
+    /// The view: the current record's ID, 0 under the same conditions.
+    id: Cell<u64>,
+}
+
+thread_local! {
+    /// This thread's [`Local`] state.
+    static LOCAL: Local = const {
+        Local {
+            current: Cell::new(ptr::null_mut()),
+            borrowed: Cell::new(false),
+            slots: Cell::new(ptr::null()),
+            slots_len: Cell::new(0),
+            id: Cell::new(0),
+        }
+    };
+}
+
+impl Local {
+    /// Rebuilds the view from the current record, or empties it if the record is
+    /// absent or borrowed.
+    #[inline]
+    fn refresh_view(&self) {
+        let record = self.current.get();
+        let (slots, slots_len, id) = if record.is_null() || self.borrowed.get() {
+            (ptr::null(), 0, 0)
+        } else {
+            // SAFETY: a non-null CURRENT is this thread's live record, and it is not
+            // borrowed, so no mutable reference to it exists while this one lives.
+            let record = unsafe { &*record };
+            let (slots, len) = record.slots.view();
+            (slots, len, record.id)
+        };
+        self.slots.set(slots);
+        self.slots_len.set(slots_len);
+        self.id.set(id);
+    }
 }
 
 /// The next thread ID; IDs start at 1 and are never handed out twice.
@@ -158,12 +232,28 @@ fn next_id() -> u64 {
 
 /// The current record pointer (null if the thread has none).
 pub(crate) fn current_ptr() -> *mut Record {
-    CURRENT.with(Cell::get)
+    LOCAL.with(|local| local.current.get())
 }
 
 /// Replaces the current record pointer.
 pub(crate) fn set_current(record: *mut Record) {
-    CURRENT.with(|current| current.set(record));
+    LOCAL.with(|local| {
+        local.current.set(record);
+        local.refresh_view();
+    });
+}
+
+/// The current record's typed slot table, if a record is current and not borrowed;
+/// `(_, 0)` otherwise. Valid until the thread next borrows the record.
+#[inline]
+pub(crate) fn slots_view() -> (*const Slot, usize) {
+    LOCAL.with(|local| (local.slots.get(), local.slots_len.get()))
+}
+
+/// The current record's ID if a record is current and not borrowed, else 0.
+#[inline]
+pub(crate) fn current_id() -> u64 {
+    LOCAL.with(|local| local.id.get())
 }
 
 /// Borrows the record at `record` for `f`, which must not run user code other than a
@@ -179,21 +269,32 @@ pub(crate) fn set_current(record: *mut Record) {
 pub(crate) unsafe fn borrow<R>(record: *mut Record, f: impl FnOnce(&mut Record) -> R) -> R {
     struct Release;
     impl Drop for Release {
+        #[inline]
         fn drop(&mut self) {
-            BORROWED.with(|b| b.set(false));
+            LOCAL.with(|local| {
+                local.borrowed.set(false);
+                local.refresh_view();
+            });
         }
     }
-    assert!(
-        !BORROWED.with(|b| b.replace(true)),
-        "hijack-tls was called from a key's Eq or Hash impl; that is not supported"
-    );
+    LOCAL.with(|local| {
+        assert!(
+            !local.borrowed.replace(true),
+            "hijack-tls was called from a key's Eq or Hash impl; that is not supported"
+        );
+        // No fast path may read the record while `f` may change it.
+        local.slots_len.set(0);
+        local.id.set(0);
+    });
     let _release = Release;
     // SAFETY: the caller guarantees `record` is live and owned by this thread; the
-    // BORROWED flag guarantees no other reference to it exists while `f` runs.
+    // `borrowed` flag guarantees no other reference to it exists while `f` runs, and
+    // the emptied view that no fast path reads it either.
     f(unsafe { &mut *record })
 }
 
 /// Runs `f` on this thread's record, or returns `None` if it has none.
+#[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&mut Record) -> R) -> Option<R> {
     let record = current_ptr();
     if record.is_null() {
@@ -204,6 +305,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&mut Record) -> R) -> Option<R> {
 }
 
 /// Runs `f` on this thread's record, creating and arming one first if needed.
+#[inline]
 pub(crate) fn with_current_or_create<R>(f: impl FnOnce(&mut Record) -> R) -> R {
     let mut record = current_ptr();
     if record.is_null() {
@@ -214,6 +316,8 @@ pub(crate) fn with_current_or_create<R>(f: impl FnOnce(&mut Record) -> R) -> R {
 }
 
 /// Creates, arms and installs a new record for this thread.
+#[cold]
+#[inline(never)]
 fn create() -> *mut Record {
     let record = Box::into_raw(Box::new(Record {
         id: next_id(),
@@ -240,4 +344,18 @@ fn create() -> *mut Record {
 pub(crate) unsafe fn free(record: *mut Record) {
     // SAFETY: the caller guarantees unique ownership of a pointer from Box::into_raw.
     drop(unsafe { Box::from_raw(record) });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_fits_the_per_thread_budget() {
+        // The budget is 256 heap bytes per thread with no values: the record, malloc's
+        // chunk header (16) and glibc's entry for the fallback's TLS destructor (48).
+        let size = size_of::<Record>();
+        println!("Record: {size} bytes");
+        assert!(size + 16 + 48 <= 256, "Record grew to {size} bytes");
+    }
 }

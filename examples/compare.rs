@@ -1,0 +1,265 @@
+//! Prints one table: every row of the performance targets measured in this one run,
+//! each as ns/op (or bytes) next to the alternative a user would pick instead, with
+//! the ratio and the target. `cargo run --release --example compare`.
+//!
+//! Two rows come from child runs of this program: the fallback (`HIJACK_TLS=off` is
+//! read once per process) and the memory rows (glibc's malloc cache off, so
+//! `mallinfo2` counts freed chunks as free).
+
+#[path = "compare/machine.rs"]
+mod machine;
+#[path = "compare/memory.rs"]
+mod memory;
+#[path = "compare/timing.rs"]
+mod timing;
+#[path = "../benches/workloads/mod.rs"]
+mod workloads;
+
+use std::process::Command;
+use std::thread;
+use std::time::Instant;
+
+use timing::{MICRO, Pair, THREADS, each, looped, pair};
+use workloads::{Alternatives, threads};
+
+/// Spawns per side for the rows that start a thread per operation.
+const SPAWNS: usize = 2000;
+
+/// Threads whose first `id()` is timed, for the cold rows.
+const FIRSTS: usize = 400;
+
+/// The keyed baseline.
+const MAP: &str = "`thread_local!` `RefCell<HashMap<&str, Box<dyn Any>>>`";
+
+/// What a row must reach.
+#[derive(Clone, Copy)]
+enum Target {
+    /// Ratio at most this.
+    AtMost(f64),
+    /// Ratio below 1.
+    Faster,
+    /// Reported only.
+    None,
+}
+
+/// One line of the table.
+struct Row {
+    what: &'static str,
+    ours: String,
+    baseline: &'static str,
+    base: String,
+    ratio: Option<f64>,
+    target: Target,
+}
+
+impl Row {
+    fn timed(what: &'static str, baseline: &'static str, p: Pair, target: Target) -> Self {
+        Self { what, ours: ns(p.ours), baseline, base: ns(p.base), ratio: Some(p.ratio), target }
+    }
+
+    fn print(&self) {
+        let ratio = self.ratio.map_or("—".to_owned(), |r| format!("{r:.2}×"));
+        let (target, met) = match (self.target, self.ratio) {
+            (Target::AtMost(limit), Some(r)) => (format!("≤ {limit:.2}×"), ok(r <= limit)),
+            (Target::Faster, Some(r)) => ("< 1×".to_owned(), ok(r < 1.0)),
+            _ => ("—".to_owned(), ""),
+        };
+        println!(
+            "| {} | {} | {} | {} | {ratio} | {target} | {met} |",
+            self.what, self.ours, self.baseline, self.base
+        );
+    }
+}
+
+fn ok(met: bool) -> &'static str {
+    if met { "yes" } else { "**no**" }
+}
+
+fn ns(value: f64) -> String {
+    match value {
+        v if v >= 10_000.0 => format!("{:.1} µs", v / 1000.0),
+        v if v >= 1_000.0 => format!("{:.2} µs", v / 1000.0),
+        v => format!("{v:.2} ns"),
+    }
+}
+
+fn main() {
+    match std::env::args().nth(1).as_deref() {
+        Some("--child-fallback") => return child_fallback(),
+        Some("--child-memory") => {
+            let [a, b, c, d] = memory::measure();
+            return println!("{a} {b} {c} {d}");
+        }
+        _ => {}
+    }
+    let started = Instant::now();
+    // Before anything else: the process's first record pays the one-time costs.
+    let process_first = thread::spawn(first_id_ns).join().expect("thread");
+    let mut rows = Vec::new();
+    hot_paths(&mut rows);
+    per_thread(&mut rows, process_first);
+    memory_rows(&mut rows);
+
+    println!("hijack-tls compare: {}", machine::describe());
+    println!("main thread: {:?}", hijack_tls::status());
+    println!();
+    println!("| operation | hijack-tls | baseline | baseline value | ratio | target | met |");
+    println!("|---|---|---|---|---|---|---|");
+    for row in &rows {
+        row.print();
+    }
+    println!();
+    println!(
+        "ns/op: medians of {} interleaved batches per side, ratio = median of the per-batch \
+         ratios; spawn rows: medians of {SPAWNS} alternating single spawns; 2-thread rows: \
+         CPU time per thread. Measured in {:.1} s.",
+        MICRO.rounds,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn hot_paths(rows: &mut Vec<Row>) {
+    let alt = Alternatives::new();
+    alt.fill();
+    workloads::fill_thread();
+    let cell = "`thread_local!` const `Cell<u64>`";
+    let key_get = || looped(|_| workloads::typed_get());
+    let p = pair(MICRO, key_get(), looped(|_| workloads::cell_get()));
+    rows.push(Row::timed("`Key<u64>::get`", cell, p, Target::AtMost(1.5)));
+    let p = pair(MICRO, looped(|_| workloads::typed_with()), looped(|_| workloads::cell_get()));
+    rows.push(Row::timed("`Key<u64>::with`", cell, p, Target::AtMost(1.5)));
+    let p = pair(MICRO, key_get(), looped(|_| alt.thread_local_get()));
+    rows.push(Row::timed(
+        "`Key<u64>::get`",
+        "`ThreadLocal::get` (thread_local 1.1)",
+        p,
+        Target::Faster,
+    ));
+    let p = pair(MICRO, key_get(), looped(|_| alt.pthread_get()));
+    rows.push(Row::timed("`Key<u64>::get`", "`pthread_getspecific`", p, Target::Faster));
+    let p = pair(MICRO, looped(workloads::keyed_get), looped(workloads::map_get));
+    rows.push(Row::timed("keyed `get` (16 keys)", MAP, p, Target::AtMost(1.0)));
+    let on = |n, op| move |iters| threads::on_threads(n, iters, op);
+    let p = pair(THREADS, on(2, workloads::keyed_get), on(1, workloads::keyed_get));
+    rows.push(Row::timed(
+        "keyed `get`, 2 threads at once",
+        "the same on 1 thread",
+        p,
+        Target::AtMost(1.1),
+    ));
+    // Controls: the baseline (no sharing either), and a shared counter, which shows
+    // that this measurement does see contention between the two threads.
+    let one = "the same on 1 thread";
+    let p = pair(THREADS, on(2, workloads::map_get), on(1, workloads::map_get));
+    rows.push(Row::timed("  control: map lookup, 2 threads", one, p, Target::None));
+    let shared = workloads::shared_counter;
+    let p = pair(THREADS, on(2, shared), on(1, shared));
+    rows.push(Row::timed("  control: one shared `AtomicU64`, 2 threads", one, p, Target::None));
+    let p = pair(
+        MICRO,
+        looped(|i| workloads::typed_set(i as u64)),
+        looped(|i| workloads::cell_set(i as u64)),
+    );
+    rows.push(Row::timed("`Key<u64>::set` (replace)", "`Cell::replace`", p, Target::None));
+    let p = pair(MICRO, looped(workloads::keyed_set), looped(workloads::map_set));
+    rows.push(Row::timed("keyed `set` (replace)", "map insert", p, Target::None));
+    let p = pair(MICRO, looped(workloads::keyed_del_set), looped(workloads::map_del_set));
+    rows.push(Row::timed("`del` + `set`", "map remove + insert", p, Target::None));
+    let p = pair(
+        MICRO,
+        looped(|_| workloads::keyed_fill_reset()),
+        looped(|_| workloads::map_fill_clear()),
+    );
+    rows.push(Row::timed("16 `set` + `reset`", "16 inserts + `clear`", p, Target::None));
+    let p = pair(MICRO, looped(|_| workloads::id()), looped(|_| workloads::std_thread_id()));
+    rows.push(Row::timed("`id()`", "`thread::current().id()`", p, Target::None));
+}
+
+fn per_thread(rows: &mut Vec<Row>, process_first: f64) {
+    let spawn_join = "spawn + join";
+    let p = each(SPAWNS, threads::spawn_first_use, threads::spawn_join);
+    rows.push(Row::timed("spawn + `set` + `at_exit` + join", spawn_join, p, Target::AtMost(1.05)));
+    let fallback = child(&["--child-fallback"], &[("HIJACK_TLS", "off")]);
+    if let [ours, base, ratio, _first] = fallback[..] {
+        let p = Pair { ours, base, ratio };
+        rows.push(Row::timed(
+            "the same, `HIJACK_TLS=off` (child run)",
+            spawn_join,
+            p,
+            Target::None,
+        ));
+    }
+    let n = 256;
+    let p = each(SPAWNS / 2, || threads::spawn_handlers(n), || threads::spawn_handlers(0));
+    rows.push(Row::timed("exit sequence, 256 handlers", "spawn + `id` + join", p, Target::None));
+    let per_handler = (p.ours - p.base) / n as f64;
+    rows.push(Row::note("  per handler (register + run)", ns(per_handler)));
+    let first = timing::median(
+        (0..FIRSTS).map(|_| thread::spawn(first_id_ns).join().expect("thread")).collect(),
+    );
+    rows.push(Row::note("cold: first `id()` on a fresh thread (walk + patch + record)", ns(first)));
+    if let [.., first_fallback] = fallback[..] {
+        rows.push(Row::note(
+            "cold: the same, `HIJACK_TLS=off` (record + TLS destructor)",
+            ns(first_fallback),
+        ));
+        rows.push(Row::note("cold: walk + patch (difference)", ns(first - first_fallback)));
+    }
+    rows.push(Row::note(
+        "cold: first `id()` in the process (+ FDE/GDB registration)",
+        ns(process_first),
+    ));
+}
+
+fn memory_rows(rows: &mut Vec<Row>) {
+    let values = child(&["--child-memory"], &[memory::NO_TCACHE]);
+    let [record, keyed, map, typed] = values[..] else { return };
+    let bytes = |b: f64| format!("{b:.0} B");
+    rows.push(Row {
+        what: "heap per thread, no values",
+        ours: bytes(record),
+        baseline: "budget",
+        base: "256 B".to_owned(),
+        ratio: Some(record / 256.0),
+        target: Target::AtMost(1.0),
+    });
+    rows.push(Row {
+        what: "heap per keyed value (1,024 `&str` → `u64`)",
+        ours: bytes(keyed),
+        baseline: MAP,
+        base: bytes(map),
+        ratio: Some(keyed / map),
+        target: Target::None,
+    });
+    rows.push(Row::note("heap per `Key<u64>` value (1,024 keys)", bytes(typed)));
+}
+
+impl Row {
+    fn note(what: &'static str, ours: String) -> Self {
+        Self { what, ours, baseline: "", base: String::new(), ratio: None, target: Target::None }
+    }
+}
+
+/// ns of the first `id()` on this thread.
+fn first_id_ns() -> f64 {
+    let start = Instant::now();
+    hijack_tls::id();
+    start.elapsed().as_nanos() as f64
+}
+
+/// Runs this program again with `args` and `env`, and parses the numbers it prints.
+fn child(args: &[&str], env: &[(&str, &str)]) -> Vec<f64> {
+    let exe = std::env::current_exe().expect("current exe");
+    let out = Command::new(exe).args(args).envs(env.iter().copied()).output().expect("child run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().filter_map(|w| w.parse().ok()).collect()
+}
+
+/// In a `HIJACK_TLS=off` child: spawn+first use against spawn+join, and first `id()`.
+fn child_fallback() {
+    let p = each(SPAWNS, threads::spawn_first_use, threads::spawn_join);
+    let first = timing::median(
+        (0..FIRSTS).map(|_| thread::spawn(first_id_ns).join().expect("thread")).collect(),
+    );
+    println!("{} {} {} {first}", p.ours, p.base, p.ratio);
+}

@@ -1,0 +1,117 @@
+//! Paired timing: the crate's operation and its baseline measured in alternating
+//! batches, so drift on a noisy machine hits both sides alike.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// A side of a comparison: runs `iters` operations and returns how long they took.
+pub trait Batch: FnMut(u64) -> Duration {}
+impl<F: FnMut(u64) -> Duration> Batch for F {}
+
+/// A batch that calls `op(i)` for `i` in `0..iters`, keeping every result alive.
+pub fn looped<R>(mut op: impl FnMut(usize) -> R) -> impl Batch {
+    move |iters| {
+        let start = Instant::now();
+        for i in 0..iters {
+            black_box(op(black_box(i as usize)));
+        }
+        start.elapsed()
+    }
+}
+
+/// How long one batch should take, and how many batches each side runs.
+#[derive(Clone, Copy)]
+pub struct Plan {
+    /// Target length of one batch.
+    pub batch: Duration,
+    /// Batches per side.
+    pub rounds: usize,
+}
+
+/// For nanosecond operations.
+pub const MICRO: Plan = Plan { batch: Duration::from_millis(2), rounds: 31 };
+/// For batches that start threads.
+pub const THREADS: Plan = Plan { batch: Duration::from_millis(25), rounds: 15 };
+
+/// Medians of a paired measurement, in ns per operation.
+#[derive(Clone, Copy, Debug)]
+pub struct Pair {
+    /// The crate's side.
+    pub ours: f64,
+    /// The baseline.
+    pub base: f64,
+    /// Median of the per-round ratios ours / base.
+    pub ratio: f64,
+}
+
+/// Measures `ours` against `base`: each side's batch size is calibrated, then the
+/// sides alternate (which one goes first alternates too) for `plan.rounds` rounds.
+pub fn pair(plan: Plan, mut ours: impl Batch, mut base: impl Batch) -> Pair {
+    let n_ours = calibrate(&mut ours, plan.batch);
+    let n_base = calibrate(&mut base, plan.batch);
+    let (mut o, mut b, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..plan.rounds {
+        let (x, y) = if round % 2 == 0 {
+            let x = per_op(&mut ours, n_ours);
+            (x, per_op(&mut base, n_base))
+        } else {
+            let y = per_op(&mut base, n_base);
+            (per_op(&mut ours, n_ours), y)
+        };
+        o.push(x);
+        b.push(y);
+        r.push(x / y);
+    }
+    Pair { ours: median(o), base: median(b), ratio: median(r) }
+}
+
+/// Measures `ours` against `base` one operation at a time, alternating, `samples`
+/// times each after a short warm-up. For operations of tens of µs (spawning a
+/// thread), whose batch means a few multi-ms outliers would dominate: this compares
+/// medians of single operations, and the ratio is the ratio of the medians.
+pub fn each(samples: usize, mut ours: impl FnMut(), mut base: impl FnMut()) -> Pair {
+    let time = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        f();
+        start.elapsed().as_nanos() as f64
+    };
+    for _ in 0..samples / 10 {
+        time(&mut ours);
+        time(&mut base);
+    }
+    let (mut o, mut b) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
+    for round in 0..samples {
+        if round % 2 == 0 {
+            o.push(time(&mut ours));
+            b.push(time(&mut base));
+        } else {
+            b.push(time(&mut base));
+            o.push(time(&mut ours));
+        }
+    }
+    let (ours, base) = (median(o), median(b));
+    Pair { ours, base, ratio: ours / base }
+}
+
+fn per_op(side: &mut impl Batch, iters: u64) -> f64 {
+    side(iters).as_nanos() as f64 / iters as f64
+}
+
+/// Iterations that take about `batch` (after a warm-up batch).
+fn calibrate(side: &mut impl Batch, batch: Duration) -> u64 {
+    let mut iters = 1;
+    loop {
+        let took = side(iters);
+        if took >= batch / 4 || iters >= 1 << 40 {
+            let scale = batch.as_secs_f64() / took.as_secs_f64().max(1e-9);
+            return ((iters as f64 * scale) as u64).max(1);
+        }
+        iters *= 4;
+    }
+}
+
+/// The median of `values` (the upper one for an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
