@@ -8,8 +8,7 @@ fn main() {
     let env = |name: &str| std::env::var(name).unwrap_or_default();
     let feature_on = std::env::var_os("CARGO_FEATURE_HIJACK").is_some();
     let os_ok = env("CARGO_CFG_TARGET_OS") == "linux" && env("CARGO_CFG_TARGET_ENV") == "gnu";
-    // aarch64 joins once arch/aarch64 is ported.
-    let arch_ok = env("CARGO_CFG_TARGET_ARCH") == "x86_64";
+    let arch_ok = matches!(env("CARGO_CFG_TARGET_ARCH").as_str(), "x86_64" | "aarch64");
     if feature_on && os_ok && arch_ok {
         println!("cargo::rustc-cfg=hijack_supported");
     }

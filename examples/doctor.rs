@@ -26,6 +26,9 @@ fn main() {
     println!("  hijack built:  {}", cfg!(feature = "hijack"));
     let switch = std::env::var("HIJACK_TLS").unwrap_or_else(|_| "(unset)".into());
     println!("  HIJACK_TLS:    {switch}");
+    for (name, state) in diagnostics::protections() {
+        println!("  {name}: {state}");
+    }
 
     let (sender, receiver) = mpsc::channel();
     let (go, wait) = mpsc::channel::<()>();

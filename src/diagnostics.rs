@@ -39,6 +39,12 @@ pub fn unwinders_aware() -> Vec<&'static str> {
     imp::unwinders_aware()
 }
 
+/// Control-flow protections of this thread that the hijack must respect, one line
+/// each: pointer authentication, branch target identification, shadow stack.
+pub fn protections() -> [(&'static str, &'static str); 3] {
+    imp::protections()
+}
+
 #[cfg(hijack_supported)]
 mod imp {
     use super::{ReturnSlot, WalkedFrame};
@@ -73,6 +79,14 @@ mod imp {
     pub(super) fn unwinders_aware() -> Vec<&'static str> {
         crate::unwind_info::describe()
     }
+
+    pub(super) fn protections() -> [(&'static str, &'static str); 3] {
+        [
+            ("pointer authentication", arch::pointer_auth_state()),
+            ("branch target identification", arch::branch_target_state()),
+            ("shadow stack", arch::shadow_stack_state()),
+        ]
+    }
 }
 
 #[cfg(not(hijack_supported))]
@@ -91,5 +105,14 @@ mod imp {
 
     pub(super) fn unwinders_aware() -> Vec<&'static str> {
         Vec::new()
+    }
+
+    pub(super) fn protections() -> [(&'static str, &'static str); 3] {
+        let unknown = "not inspected (the hijack is not built for this target)";
+        [
+            ("pointer authentication", unknown),
+            ("branch target identification", unknown),
+            ("shadow stack", unknown),
+        ]
     }
 }

@@ -198,6 +198,19 @@ fn first_use_from_a_signal_handler() {
         touch_probe(&inner);
         SIGNAL_STATUS.lock().unwrap().take().expect("handler ran")
     });
+    if cfg!(target_arch = "aarch64") && EXPECT_HIJACK {
+        // aarch64 has no libc signal restorer: the handler returns into the
+        // kernel's vDSO `__kernel_rt_sigreturn`, whose CFI gives only x29/x30 and
+        // not the interrupted sp (qemu-user before 8.1: no unwind info at all), so
+        // the walk refuses and the thread falls back (NOTES.md, aarch64 section).
+        let Status::Fallback { reason, .. } = status else { panic!("{status}") };
+        assert!(reason.to_string().starts_with("stack walk failed"), "{reason}");
+        let events = log.events();
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(log.count("drop value"), 1, "{events:?}");
+        assert_eq!(log.count("thread_local destructor"), 1, "{events:?}");
+        return;
+    }
     assert_hijacked(status);
     assert_exit_order(&log);
 }

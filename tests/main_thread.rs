@@ -8,7 +8,6 @@
 mod common;
 
 use std::cell::Cell;
-use std::process::Command;
 
 const CHILD: &str = "HIJACK_TLS_MAIN_THREAD_CHILD";
 
@@ -96,7 +95,7 @@ fn child_forced(mode: &str) -> i32 {
 }
 
 fn run_child(env: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut command = common::rerun_self();
     command.env(CHILD, "1");
     // A later entry for CHILD (the mode) overrides the default above.
     for (name, value) in env {

@@ -22,6 +22,18 @@ pub(crate) fn shadow_stack_enabled(status: Option<u64>) -> bool {
     status.is_some_and(|bits| bits & PR_SHADOW_STACK_ENABLE != 0)
 }
 
+/// One line for `cargo run --example doctor`: the Guarded Control Stack state of
+/// this thread, and what it means for the hijack.
+pub(crate) fn shadow_stack_state() -> &'static str {
+    match shadow_stack_status() {
+        None => "not available (the kernel has no GCS control, Linux < 6.13)",
+        Some(bits) if shadow_stack_enabled(Some(bits)) => {
+            "enabled for this thread: the hijack is refused (fallback: shadow stack)"
+        }
+        Some(_) => "available, disabled for this thread",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@
 //! | 16     | `adrp x16, original`                     | sp + 0       |
 //! | 20     | `ldr x30, [x16, :lo12:original]`         | sp + 0       |
 //! | 24     | `ret` (through x30: no BTI landing pad)   | —            |
+//! | 28     | `brk #0` (padding, never reached)         | —            |
 //!
 //! x0/x1 carry the start routine's return value; x19-x29 were restored by the start
 //! routine's epilogue and the Rust callee preserves them. The original address is
@@ -104,13 +105,23 @@ core::arch::global_asm!(
     ".hidden hijack_tls_trampoline_\\k",
     ".type hijack_tls_trampoline_\\k, %function",
     "hijack_tls_trampoline_\\k:",
+    // The pad: while the start routine runs, its return address is the entry
+    // below, and unwinders look up `entry - 1`, which must be inside this FDE.
     "nop",
+    // The entry. x0/x1 hold the start routine's return value (`void *`, or
+    // `main`'s int; x1 for a 128-bit one); sp stays 16-byte aligned.
     "stp x0, x1, [sp, #-16]!",
+    // Run the exit sequence (a Rust `extern "C"` fn: x19-x29 preserved).
     "bl {exit}",
     "ldp x0, x1, [sp], #16",
+    // x30 = ORIGINAL_RETURNS[k], the unsigned original return address; x16 is
+    // the intra-procedure scratch register, dead at a return.
     "adrp x16, {originals} + 8 * \\k",
     "ldr x30, [x16, :lo12:{originals} + 8 * \\k]",
+    // Continue in the caller exactly as the start routine's own `ret` would have:
+    // same sp, same x0/x1, and no indirect branch for BTI to check.
     "ret",
+    // Never reached: pads the copy to 32 bytes and traps a stray jump.
     "brk #0",
     ".size hijack_tls_trampoline_\\k, . - hijack_tls_trampoline_\\k",
     ".endr",

@@ -34,6 +34,13 @@
 //!   00 00 00 00
 //! ```
 //!
+//! aarch64, same pad and address: the CIE has code alignment factor `04`, return
+//! address column `1e` (x30) and `0c 1f 00` (`DW_CFA_def_cfa: sp (31) + 0`); the
+//! FDE has pc_range `20` (32), `16 1e 08 ..` (`DW_CFA_val_expression: x30 = ..`),
+//! then `42 0e 10` (advance 2 x 4 bytes to pad + 8, after `stp`; CFA = sp + 16),
+//! `42 0e 00` (pad + 16, after `ldp`; CFA = sp + 0) and seven `DW_CFA_nop`s. No
+//! `RA_SIGN_STATE` rule: the constant return address is not signed.
+//!
 //! The return address is a *value* rule (`DW_CFA_val_expression`, DWARF 5
 //! §6.4.2.3): the caller's pc is the constant itself, not a load from the stack,
 //! because the hijacked slot no longer holds it. Registers without a rule keep
@@ -117,24 +124,44 @@ mod tests {
         type Stack = [UnwindTableRow<T, Self>; 2];
     }
 
+    /// The bytes the module documentation decodes, for x86_64.
+    #[cfg(target_arch = "x86_64")]
+    #[rustfmt::skip]
+    const EXPECTED: &[u8] = &[
+        // CIE
+        0x0c, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00, 0x01, 0x78, 0x10, 0x0c, 0x07, 0x00,
+        // FDE
+        0x2c, 0, 0, 0, 0x14, 0, 0, 0,
+        0x00, 0x10, 0, 0, 0, 0, 0, 0,
+        0x10, 0, 0, 0, 0, 0, 0, 0,
+        0x16, 0x10, 0x08, 0x10, 0xf8, 0xac, 0xd1, 0x91, 0x81, 0xe0, 0x1f,
+        0x42, 0x0e, 0x08, 0x41, 0x0e, 0x10, 0x46, 0x0e, 0x08, 0x41, 0x0e, 0x00,
+        0x00,
+        // terminator
+        0, 0, 0, 0,
+    ];
+
+    /// The bytes the module documentation decodes, for aarch64.
+    #[cfg(target_arch = "aarch64")]
+    #[rustfmt::skip]
+    const EXPECTED: &[u8] = &[
+        // CIE
+        0x0c, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00, 0x04, 0x78, 0x1e, 0x0c, 0x1f, 0x00,
+        // FDE
+        0x2c, 0, 0, 0, 0x14, 0, 0, 0,
+        0x00, 0x10, 0, 0, 0, 0, 0, 0,
+        0x20, 0, 0, 0, 0, 0, 0, 0,
+        0x16, 0x1e, 0x08, 0x10, 0xf8, 0xac, 0xd1, 0x91, 0x81, 0xe0, 0x1f,
+        0x42, 0x0e, 0x10, 0x42, 0x0e, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        // terminator
+        0, 0, 0, 0,
+    ];
+
     #[test]
     fn decodes_to_the_documented_bytes() {
-        #[rustfmt::skip]
-        let expected: &[u8] = &[
-            // CIE
-            0x0c, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00, 0x01, 0x78, 0x10, 0x0c, 0x07, 0x00,
-            // FDE
-            0x2c, 0, 0, 0, 0x14, 0, 0, 0,
-            0x00, 0x10, 0, 0, 0, 0, 0, 0,
-            0x10, 0, 0, 0, 0, 0, 0, 0,
-            0x16, 0x10, 0x08, 0x10, 0xf8, 0xac, 0xd1, 0x91, 0x81, 0xe0, 0x1f,
-            0x42, 0x0e, 0x08, 0x41, 0x0e, 0x10, 0x46, 0x0e, 0x08, 0x41, 0x0e, 0x00,
-            0x00,
-            // terminator
-            0, 0, 0, 0,
-        ];
         let bytes = build(PAD, ORIGINAL).unwrap();
-        assert_eq!(bytes, expected, "{bytes:02x?}");
+        assert_eq!(bytes, EXPECTED, "{bytes:02x?}");
         assert_eq!(fde_offset(&bytes), 16);
     }
 

@@ -95,7 +95,14 @@ pub(crate) enum WalkError {
         /// The address looked up.
         pc: u64,
     },
-    /// A frame's CFA is not above its callee's: the stack would not shrink.
+    /// A signal frame's CFI does not say where the interrupted sp is, so the
+    /// interrupted frame's CFA cannot be trusted.
+    SignalFrameWithoutSp {
+        /// The address looked up.
+        pc: u64,
+    },
+    /// A frame's CFA is not above its callee's (the outermost frame's may equal
+    /// it): the stack would not shrink.
     CfaNotGrowing {
         /// Index of the frame.
         frame: usize,
@@ -222,6 +229,10 @@ impl fmt::Display for WalkError {
             Self::BadSignState { pc } => {
                 write!(f, "unwind info at pc {pc:#x} has an invalid return-address signing state")
             }
+            Self::SignalFrameWithoutSp { pc } => write!(
+                f,
+                "the signal frame at pc {pc:#x} does not restore the interrupted stack pointer"
+            ),
             Self::CfaNotGrowing { frame, cfa, previous } => write!(
                 f,
                 "stack frame {frame} has CFA {cfa:#x}, not above its callee's CFA {previous:#x}"

@@ -63,7 +63,12 @@ pub(crate) fn unwind(
     let mut caller = Context::new();
     for reg in Context::REGISTERS {
         let value = if reg == arch::SP && loc.row.register(reg).is_none() {
-            // The CFA is by definition the caller's sp at the call site.
+            // The CFA is by definition the caller's sp at the call site. A signal
+            // frame has no call site: the interrupted sp must come from a rule
+            // (Linux's arm64 vDSO `__kernel_rt_sigreturn` describes only x29/x30).
+            if loc.signal_trampoline {
+                return Err(WalkError::SignalFrameWithoutSp { pc });
+            }
             Some(cfa)
         } else {
             register(loc, reg, cfa, regs, mem)?

@@ -69,8 +69,13 @@ pub(crate) fn find_exit_slot(
         let (is_libc, object_start) = (object.is_libc, object.start);
         let located = row::locate(&object, lookup, &mut unwind_ctx)?;
         let step = step::unwind(&located, &regs, mem)?;
+        // Every frame with a caller must have a CFA strictly above its callee's,
+        // or the walk could spin. The outermost frame may share its callee's CFA:
+        // aarch64 glibc's clone child `thread_start` and `_start` keep the CIE's
+        // `CFA = sp + 0` and call with `blr`/`bl`, which pushes nothing.
+        let outermost = step.caller.is_none();
         if let Some(previous) = previous_cfa
-            && step.cfa <= previous
+            && (step.cfa < previous || (step.cfa == previous && !outermost))
         {
             return Err(WalkError::CfaNotGrowing { frame: index, cfa: step.cfa, previous });
         }

@@ -5,8 +5,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 /// Whether the target is one the hijack supports.
-pub const HIJACK_TARGET: bool =
-    cfg!(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"));
+pub const HIJACK_TARGET: bool = cfg!(all(
+    target_os = "linux",
+    target_env = "gnu",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+));
 
 /// Whether this build and target hijack threads (so the tests must see it).
 pub const EXPECT_HIJACK: bool = cfg!(feature = "hijack") && HIJACK_TARGET;
@@ -58,12 +61,29 @@ pub fn is_child(case: &str) -> bool {
     std::env::var("HIJACK_TLS_TEST_CHILD").as_deref() == Ok(case)
 }
 
+/// A command that runs this test executable again: through cargo's target runner
+/// when one is set (`qemu-aarch64 -cpu max` when cross-testing aarch64; the
+/// emulated process cannot `exec` a foreign binary itself, and qemu passes the
+/// environment, this variable included, on to the guest).
+pub fn rerun_self() -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let runner = if cfg!(target_arch = "aarch64") {
+        std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let mut words = runner.split_whitespace();
+    let Some(program) = words.next() else { return Command::new(exe) };
+    let mut command = Command::new(program);
+    command.args(words).arg(exe);
+    command
+}
+
 /// Runs the test named `case` of this test binary in a child process and returns
 /// (exit success, stdout, stderr). The child test body must start with
 /// `if !is_child("case") { return; }`.
 pub fn run_child(case: &str, env: &[(&str, &str)]) -> (bool, String, String) {
-    let exe = std::env::current_exe().unwrap();
-    let mut command = Command::new(exe);
+    let mut command = rerun_self();
     command.args([case, "--exact", "--nocapture", "--test-threads=1"]);
     command.env("HIJACK_TLS_TEST_CHILD", case);
     for (name, value) in env {

@@ -3,6 +3,7 @@
 //! pointers `pcrel|sdata4` and table entries `datarel|sdata4`.
 
 use super::fake::FakeObject;
+use super::isa;
 use core::ops::Range;
 use gimli::constants::{
     DW_EH_PE_datarel, DW_EH_PE_omit, DW_EH_PE_pcrel, DW_EH_PE_sdata4, DW_EH_PE_udata4,
@@ -11,7 +12,7 @@ use gimli::write::{
     Address, CallFrameInstruction, CommonInformationEntry, EndianVec, FrameDescriptionEntry,
     FrameTable,
 };
-use gimli::{BaseAddresses, CieOrFde, Encoding, Format, LittleEndian, UnwindSection, X86_64};
+use gimli::{BaseAddresses, CieOrFde, Encoding, Format, LittleEndian, UnwindSection};
 
 pub(super) use gimli::write::CallFrameInstruction as Cfi;
 pub(super) use gimli::write::Expression;
@@ -28,7 +29,7 @@ pub(super) struct Func {
     /// Whether its CIE omits the return-address rule.
     pub(super) no_ra: bool,
     /// Instructions applied at the function's first byte, after the CIE's
-    /// initial `CFA = rsp + 8; rip at CFA - 8`.
+    /// initial `CFA = sp + 8; return address at CFA - 8`.
     pub(super) rules: Vec<CallFrameInstruction>,
 }
 
@@ -51,15 +52,16 @@ impl Func {
     }
 }
 
-/// An x86_64 CIE as GCC emits it (without the return-address rule if `!ra`).
+/// The synthetic CIE: x86_64's as GCC emits it (without the return-address rule
+/// if `!ra`), with the ISA's registers and code alignment.
 fn cie(signal: bool, ra: bool) -> CommonInformationEntry {
     let encoding = Encoding { address_size: 8, format: Format::Dwarf32, version: 1 };
-    let mut cie = CommonInformationEntry::new(encoding, 1, -8, X86_64::RA);
+    let mut cie = CommonInformationEntry::new(encoding, isa::CODE_ALIGNMENT, -8, isa::RA);
     cie.fde_address_encoding = DW_EH_PE_pcrel | DW_EH_PE_sdata4;
     cie.signal_trampoline = signal;
-    cie.add_instruction(CallFrameInstruction::Cfa(X86_64::RSP, 8));
+    cie.add_instruction(CallFrameInstruction::Cfa(isa::SP, 8));
     if ra {
-        cie.add_instruction(CallFrameInstruction::Offset(X86_64::RA, -8));
+        cie.add_instruction(CallFrameInstruction::Offset(isa::RA, -8));
     }
     cie
 }

@@ -24,10 +24,26 @@ extern "C" fn walk_in_constructor() {
 #[unsafe(link_section = ".init_array")]
 static CONSTRUCTOR: extern "C" fn() = walk_in_constructor;
 
+/// A command running this test executable again: through cargo's target runner
+/// when one is set (`qemu-aarch64 ...`: the emulated process cannot `exec` a
+/// foreign binary itself, and qemu passes the environment on to the guest).
+fn rerun_self() -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let runner = if cfg!(target_arch = "aarch64") {
+        std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let mut words = runner.split_whitespace();
+    let Some(program) = words.next() else { return Command::new(exe) };
+    let mut command = Command::new(program);
+    command.args(words).arg(exe);
+    command
+}
+
 #[test]
 fn constructor_is_not_a_thread_start() {
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe).env(ENV, "1").output().unwrap();
+    let out = rerun_self().env(ENV, "1").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(

@@ -3,10 +3,10 @@
 
 use super::cfi::{self, Cfi};
 use super::fake::{FakeObjects, FakeStack};
+use super::isa::{RA, SP};
 use super::world::*;
 use crate::arch::{self, Context};
 use crate::walk::{ExitSlot, MAX_FRAMES, RuleKind, WalkError};
-use gimli::X86_64;
 
 /// The std/C thread shape: start routine → start_thread → clone3.
 const THREAD: [u64; 5] = [ret(INNER), ret(MIDDLE), ret(START), ret(START_THREAD), ret(CLONE)];
@@ -76,7 +76,7 @@ fn undefined_return_address_before_libc_finds_no_target() {
 
 #[test]
 fn absent_return_address_rule_ends_the_walk() {
-    // gimli reports no rule at all when the CIE never gives rip one.
+    // gimli reports no rule at all when the CIE never gives the return address one.
     let mut chain = Chain::new(&THREAD);
     let mut objects = objects(&[]);
     let libc_funcs = [
@@ -123,7 +123,7 @@ fn header_without_search_table_is_an_error() {
 fn read_past_the_stack_top_is_an_error() {
     let mut stack = FakeStack::new(STACK, 4);
     let mut ctx = Context::new();
-    // rsp at the last word: the return address would be at the top itself.
+    // sp at the last word: the return address would be at the top itself.
     ctx.set(arch::SP, stack.top() - 8);
     ctx.set_pc(ret(INNER));
     let (result, _) = walk(&ctx, &mut stack, &mut objects(&[]));
@@ -132,15 +132,15 @@ fn read_past_the_stack_top_is_an_error() {
 
 #[test]
 fn misaligned_read_is_an_error() {
-    let overrides = [(INNER, vec![Cfi::Cfa(X86_64::RSP, 13)])];
+    let overrides = [(INNER, vec![Cfi::Cfa(SP, 13)])];
     let (result, _) = walk_chain(&THREAD, &overrides);
     assert_eq!(result, Err(WalkError::Misaligned { addr: Chain::sp(0) + 5 }));
 }
 
 #[test]
 fn cfa_that_does_not_grow_is_an_error() {
-    // MIDDLE claims CFA = rsp + 0, equal to INNER's CFA.
-    let overrides = [(MIDDLE, vec![Cfi::Cfa(X86_64::RSP, 0)])];
+    // MIDDLE claims CFA = sp + 0, equal to INNER's CFA.
+    let overrides = [(MIDDLE, vec![Cfi::Cfa(SP, 0)])];
     let (result, _) = walk_chain(&THREAD, &overrides);
     assert_eq!(
         result,
@@ -151,9 +151,8 @@ fn cfa_that_does_not_grow_is_an_error() {
 #[test]
 fn slot_rule_must_be_offset() {
     let mut at_cfa_minus_8 = cfi::Expression::new();
-    at_cfa_minus_8.op_breg(X86_64::RSP, 8);
-    let overrides =
-        [(START, vec![Cfi::Cfa(X86_64::RSP, 16), Cfi::Expression(X86_64::RA, at_cfa_minus_8)])];
+    at_cfa_minus_8.op_breg(SP, 8);
+    let overrides = [(START, vec![Cfi::Cfa(SP, 16), Cfi::Expression(RA, at_cfa_minus_8)])];
     let (result, _) = walk_chain(&THREAD, &overrides);
     assert_eq!(result, Err(WalkError::SlotRuleNotOffset { rule: RuleKind::Expression }));
 }
@@ -198,9 +197,9 @@ fn signal_stack() -> (FakeStack, Context, u64) {
     let restorer_sp = handler_sp + 16;
     let interrupted_sp = restorer_sp + 0x200;
     stack.put(handler_sp + 8, RESTORER);
-    stack.put(restorer_sp + 128, 0x1234); // saved rbx
-    stack.put(restorer_sp + 160, interrupted_sp); // saved rsp
-    stack.put(restorer_sp + 168, INTERRUPTED); // saved rip: not a return address
+    stack.put(restorer_sp + 128, 0x1234); // saved SAVED
+    stack.put(restorer_sp + 160, interrupted_sp); // saved sp
+    stack.put(restorer_sp + 168, INTERRUPTED); // saved pc: not a return address
     stack.put(interrupted_sp, ret(START)); // INTERRUPTED's own return address
     stack.put(interrupted_sp + 16, ret(START_THREAD));
     stack.put(interrupted_sp + 32, ret(CLONE));
@@ -238,9 +237,29 @@ fn interrupted_pc_is_looked_up_exactly_only_after_a_signal_frame() {
     let libc_funcs = [
         plain,
         cfi::Func::new(START_THREAD, 0x100, frame16()),
-        cfi::Func::new(CLONE, 0x100, vec![Cfi::Undefined(X86_64::RA)]),
+        cfi::Func::new(CLONE, 0x100, vec![Cfi::Undefined(RA)]),
     ];
     objects.0[1] = cfi::object(LIBC, true, &libc_funcs);
     let (result, _) = walk(&ctx, &mut stack, &mut objects);
     assert_eq!(result, Err(WalkError::NoFde { pc: INTERRUPTED - 1 }));
+}
+
+#[test]
+fn signal_frame_without_an_sp_rule_is_refused() {
+    // Like Linux's arm64 vDSO `__kernel_rt_sigreturn`: only the frame record
+    // (x29, x30) is described, so the interrupted sp, and with it every CFA
+    // further out, would be a guess.
+    let (mut stack, ctx, _) = signal_stack();
+    let mut objects = objects(&[]);
+    let mut rules = restorer_rules();
+    rules.retain(|rule| !matches!(rule, Cfi::Expression(reg, _) if *reg == SP));
+    let libc_funcs = [
+        cfi::Func::new(RESTORER - 1, 0x11, rules).signal(),
+        cfi::Func::new(START_THREAD, 0x100, frame16()),
+        cfi::Func::new(CLONE, 0x100, vec![Cfi::Undefined(RA)]),
+    ];
+    objects.0[1] = cfi::object(LIBC, true, &libc_funcs);
+    let (result, frames) = walk(&ctx, &mut stack, &mut objects);
+    assert_eq!(result, Err(WalkError::SignalFrameWithoutSp { pc: RESTORER - 1 }));
+    assert_eq!(frames.len(), 1, "only the handler was walked");
 }

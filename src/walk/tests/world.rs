@@ -3,10 +3,10 @@
 
 use super::cfi::{self, Cfi, Expression, Func};
 use super::fake::{FakeObjects, FakeStack};
+use super::isa::{RA, SAVED, SP};
 use crate::arch::{self, Context};
 use crate::walk::{ExitSlot, Frame, WalkError, find_exit_slot};
 use core::ops::Range;
-use gimli::X86_64;
 
 /// The app's code.
 pub(super) const APP: Range<u64> = 0x1_0000..0x2_0000;
@@ -51,26 +51,27 @@ pub(super) const fn ret(f: u64) -> u64 {
     f + 0x40
 }
 
-/// A frame of 16 bytes: CFA = rsp + 16, return address at CFA - 8.
+/// A frame of 16 bytes: CFA = sp + 16, return address at CFA - 8.
 pub(super) fn frame16() -> Vec<Cfi> {
-    vec![Cfi::Cfa(X86_64::RSP, 16)]
+    vec![Cfi::Cfa(SP, 16)]
 }
 
 /// glibc's `__restore_rt` CFI (`sysdeps/unix/sysv/linux/x86_64/libc_sigaction.c`):
-/// CFA = *(rsp + 160); rsp, rip and rbx saved at rsp + 160, 168, 128.
+/// CFA = *(sp + 160); sp, the return address and SAVED saved at sp + 160, 168, 128
+/// (used as a synthetic signal frame on aarch64 too).
 pub(super) fn restorer_rules() -> Vec<Cfi> {
     let breg = |n: i64| {
         let mut e = Expression::new();
-        e.op_breg(X86_64::RSP, n);
+        e.op_breg(SP, n);
         e
     };
     let mut cfa = breg(160);
     cfa.op_deref();
     vec![
         Cfi::CfaExpression(cfa),
-        Cfi::Expression(X86_64::RBX, breg(128)),
-        Cfi::Expression(X86_64::RSP, breg(160)),
-        Cfi::Expression(X86_64::RA, breg(168)),
+        Cfi::Expression(SAVED, breg(128)),
+        Cfi::Expression(SP, breg(160)),
+        Cfi::Expression(RA, breg(168)),
     ]
 }
 
@@ -84,14 +85,14 @@ pub(super) fn objects(overrides: &[(u64, Vec<Cfi>)]) -> FakeObjects {
         Func::new(INNER, 0x100, rules(INNER, frame16())),
         Func::new(MIDDLE, 0x100, rules(MIDDLE, frame16())),
         Func::new(START, 0x100, rules(START, frame16())),
-        Func::new(ENTRY, 0x100, rules(ENTRY, vec![Cfi::Undefined(X86_64::RA)])),
+        Func::new(ENTRY, 0x100, rules(ENTRY, vec![Cfi::Undefined(RA)])),
         Func::new(HANDLER, 0x80, rules(HANDLER, frame16())),
         Func::new(INTERRUPTED, 0x100, rules(INTERRUPTED, vec![])),
         Func::new(RECUR, 0x100, rules(RECUR, frame16())),
     ];
     let libc = [
         Func::new(START_THREAD, 0x100, rules(START_THREAD, frame16())),
-        Func::new(CLONE, 0x100, rules(CLONE, vec![Cfi::Undefined(X86_64::RA)])),
+        Func::new(CLONE, 0x100, rules(CLONE, vec![Cfi::Undefined(RA)])),
         Func::new(CALL_MAIN, 0x100, rules(CALL_MAIN, frame16())),
         Func::new(START_MAIN, 0x100, rules(START_MAIN, frame16())),
         Func::new(TLS_DTORS, 0x100, rules(TLS_DTORS, frame16())),
