@@ -4,18 +4,15 @@
 
 mod bti;
 mod capture;
+mod jit_symbols;
 mod pauth;
 mod regs;
 mod shadow_stack;
 mod trampoline;
 
-// The doctor lines (`*_state`) are for `examples/doctor.rs`.
-#[allow(unused_imports)]
 pub(crate) use bti::*;
 pub(crate) use capture::*;
-#[allow(unused_imports)]
 pub(crate) use pauth::*;
 pub(crate) use regs::*;
-#[allow(unused_imports)]
 pub(crate) use shadow_stack::*;
 pub(crate) use trampoline::*;

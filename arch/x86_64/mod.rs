@@ -2,13 +2,13 @@
 //! and shadow-stack detection.
 
 mod capture;
+mod jit_symbols;
 mod protection;
 mod regs;
 mod shadow_stack;
 mod trampoline;
 
 pub(crate) use capture::*;
-#[allow(unused_imports)] // The doctor lines, for examples/doctor.rs.
 pub(crate) use protection::*;
 pub(crate) use regs::*;
 pub(crate) use shadow_stack::*;

@@ -2,19 +2,16 @@
 //! global descriptor heading a list of in-memory object files, and a function gdb
 //! puts a breakpoint on. Registering = link an entry, set the action, call it.
 //!
-//! The two symbols have fixed names, so the process may hold only one definition:
-//! another JIT with its own (LLVM ORC, wasmtime, a second copy of this crate in
-//! another shared object) makes linking fail, or interposes so that two locks
-//! guard one list. gdb also needs the names in the binary's symbol table: a
-//! stripped binary keeps working but gdb no longer sees the objects.
+//! Both symbols are defined weak in `arch/*/jit_symbols.rs`, so a program that also
+//! links another JIT with strong definitions (LLVM ORC, wasmtime) still links and
+//! this crate then uses that one descriptor. Our lock cannot serialize the other
+//! JIT's updates: the two registering at the very same moment could interleave
+//! (documented in NOTES.md). gdb finds the names in the symbol table: a stripped
+//! binary keeps working but gdb no longer sees the objects.
 
-use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering, compiler_fence};
 use std::sync::{Mutex, PoisonError};
-
-/// `jit_actions_t`: nothing to do.
-const JIT_NOACTION: u32 = 0;
 
 /// `jit_actions_t`: `relevant_entry` was just linked in.
 const JIT_REGISTER: u32 = 1;
@@ -37,40 +34,24 @@ struct Descriptor {
     first_entry: *mut CodeEntry,
 }
 
-/// The descriptor with interior mutability, laid out exactly as the C struct.
-#[repr(transparent)]
-struct SharedDescriptor(UnsafeCell<Descriptor>);
+unsafe extern "C" {
+    /// The descriptor gdb looks up by name (defined weak in `arch/*/jit_symbols.rs`,
+    /// or by another JIT in the program).
+    #[link_name = "__jit_debug_descriptor"]
+    static mut JIT_DESCRIPTOR: Descriptor;
 
-// SAFETY: this process touches the descriptor only while holding `LOCK`; gdb reads
-// it only while the process is stopped.
-unsafe impl Sync for SharedDescriptor {}
-
-/// The descriptor gdb looks up by name.
-// SAFETY: the symbol name is the one gdb documents, and this is the only definition
-// in the crate (a clash with another JIT is named in the module doc).
-#[unsafe(export_name = "__jit_debug_descriptor")]
-static DESCRIPTOR: SharedDescriptor = SharedDescriptor(UnsafeCell::new(Descriptor {
-    version: 1,
-    action_flag: JIT_NOACTION,
-    relevant_entry: ptr::null_mut(),
-    first_entry: ptr::null_mut(),
-}));
+    /// The function gdb breaks on to read `relevant_entry`: an empty function in
+    /// assembly, opaque to the compiler, so stores to the descriptor before the call
+    /// cannot be moved past it.
+    #[link_name = "__jit_debug_register_code"]
+    fn jit_debug_register_code();
+}
 
 /// Serializes descriptor updates, as the interface requires.
 static LOCK: Mutex<()> = Mutex::new(());
 
 /// Objects announced so far.
 static ANNOUNCED: AtomicUsize = AtomicUsize::new(0);
-
-/// The function gdb breaks on to read `relevant_entry`. Never inlined, and it
-/// passes the descriptor to an opaque barrier, so the compiler must assume the call
-/// reads it: the stores before the call cannot be sunk past it.
-// SAFETY: as for `DESCRIPTOR`: gdb's documented name, defined once in the crate.
-#[unsafe(export_name = "__jit_debug_register_code")]
-#[inline(never)]
-extern "C" fn jit_debug_register_code() {
-    core::hint::black_box(DESCRIPTOR.0.get());
-}
 
 /// Links the ELF object `symfile` into gdb's list and tells an attached gdb. The
 /// entry is never unlinked: the object describes code that may run at any time.
@@ -82,7 +63,7 @@ pub(super) fn announce(symfile: &'static [u8]) {
         symfile_size: symfile.len() as u64,
     }));
     let _guard = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
-    let descriptor = DESCRIPTOR.0.get();
+    let descriptor = &raw mut JIT_DESCRIPTOR;
     // SAFETY: `LOCK` is held, so nothing else in this process touches the
     // descriptor or the entries; `entry` is a fresh, leaked allocation and every
     // linked entry is one too, so all pointers are valid for writes.
@@ -97,7 +78,8 @@ pub(super) fn announce(symfile: &'static [u8]) {
         (*descriptor).action_flag = JIT_REGISTER;
     }
     compiler_fence(Ordering::SeqCst);
-    jit_debug_register_code();
+    // SAFETY: an empty function with the C ABI; `LOCK` is still held.
+    unsafe { jit_debug_register_code() };
     ANNOUNCED.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -117,7 +99,7 @@ mod tests {
         let _guard = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
         // SAFETY: `LOCK` is held; every entry in the list is a leaked allocation.
         unsafe {
-            let descriptor = &*DESCRIPTOR.0.get();
+            let descriptor = (&raw const JIT_DESCRIPTOR).as_ref().expect("a static");
             assert_eq!(descriptor.version, 1);
             assert_eq!(descriptor.action_flag, JIT_REGISTER);
             let mut entry = descriptor.first_entry;
