@@ -40,6 +40,9 @@ pub enum Destructor {
     /// `thread_local!` destructor has already run; runs after all `thread_local!`
     /// destructors, and never on the main thread.
     PthreadKey,
+    /// An `atexit` handler: a record created on the main thread after its
+    /// `thread_local!` destructors ran (inside `exit()`); runs after them.
+    ProcessExit,
     /// No destructor could be registered (the `thread_local!` one had already run and
     /// no pthread key was available): the exit sequence will not run for this record.
     Unarmed,
@@ -128,6 +131,7 @@ impl fmt::Display for Destructor {
         f.write_str(match self {
             Self::ThreadLocal => "thread_local! destructor",
             Self::PthreadKey => "pthread key destructor",
+            Self::ProcessExit => "atexit handler",
             Self::Unarmed => "no destructor: the exit sequence will not run",
         })
     }

@@ -464,9 +464,6 @@ fn first_use_inside_a_pthread_key_destructor_after_other_use_runs_once() {
 static KEY_DTOR_FIRST: Counts = Counts::new();
 
 #[test]
-#[ignore = "bug: a record first created in a pthread-key destructor is armed by a \
-            thread_local! destructor, registered after glibc ran them: never runs, \
-            handler lost and record leaked; fix proposed in the reliability report"]
 fn first_use_inside_a_pthread_key_destructor_of_a_fresh_thread_runs_once() {
     first_use_in_key_destructor(false, &KEY_DTOR_FIRST);
     assert_eq!(KEY_DTOR_FIRST.get(), (1, 1));
@@ -514,23 +511,13 @@ fn first_use_in_a_main_thread_tls_destructor_runs_once() {
 }
 
 #[test]
-fn a_main_thread_tls_destructor_after_mains_own_sequence_does_not_crash() {
+fn a_main_thread_tls_destructor_after_mains_own_sequence_runs_its_handler() {
     let (status, lines) = run_probe("tls-dtor-main-after-use", &[]);
     assert!(status.success(), "{lines:?}");
     // Main's own sequence ran at its return, once.
     assert_eq!(lines.iter().filter(|l| l.starts_with("handler main")).count(), 1, "{lines:?}");
-    // The late record is armed by a pthread key, which never runs on the main
-    // thread (the documented limit): at most once, in practice never.
-    assert!(lines.iter().filter(|l| *l == "late handler").count() <= 1, "{lines:?}");
-}
-
-#[test]
-#[ignore = "limit (README): a record created on the main thread after its thread_local! \
-            destructor ran is armed by a pthread key, which glibc never runs for the main \
-            thread, so the handler is lost; fix proposed in the reliability report"]
-fn a_main_thread_tls_destructor_after_mains_own_sequence_runs_its_handler() {
-    let (status, lines) = run_probe("tls-dtor-main-after-use", &[]);
-    assert!(status.success(), "{lines:?}");
+    // The late record is armed by an atexit handler (main never runs pthread-key
+    // destructors), which exit() calls after the TLS destructors.
     assert_eq!(lines.iter().filter(|l| *l == "late handler").count(), 1, "{lines:?}");
 }
 
