@@ -7,7 +7,9 @@
 //!    [`MAX_ROUNDS`]; then the record is closed: one last round runs what is
 //!    pending, anything registered after that is refused (leaked, not run) and
 //!    counted on stderr.
-//! 4. The record is freed; its ID is never handed out again.
+//! 4. The record is freed; its ID is never handed out again. A record created
+//!    meanwhile (after an `unload`) gets its own sequence right after, up to
+//!    [`MAX_ROUNDS`] generations.
 //!
 //! Panics in handlers and drops are caught; the rest still run; one line on
 //! stderr reports them.
@@ -68,17 +70,33 @@ pub(crate) fn guarded(f: impl FnOnce(), on_panic: &mut dyn FnMut(Box<dyn Any + S
 }
 
 /// Runs this thread's exit sequence, if it has a record whose sequence is not
-/// already running. Never unwinds.
+/// already running; then that of any record created meanwhile (a handler or drop
+/// that called `unload` and stored again), up to [`MAX_ROUNDS`] generations, while
+/// the thread's other thread-locals are still as alive as they were for the first.
+/// Never unwinds.
 pub(crate) fn run() {
-    let record = record::current_ptr();
-    if record.is_null() {
-        return;
+    for _generation in 0..=MAX_ROUNDS {
+        let record = record::current_ptr();
+        if record.is_null() || !run_record(record) {
+            return;
+        }
     }
-    // SAFETY: a non-null CURRENT is this thread's live record.
+    if !record::current_ptr().is_null() {
+        report::line(format_args!(
+            "exit sequence: records kept being re-created past {MAX_ROUNDS} generations; \
+             the newest is left to its TLS destructor"
+        ));
+    }
+}
+
+/// Runs the exit sequence of `record`, this thread's current record, and frees it.
+/// Returns `false` if its sequence was already running (a nested call).
+fn run_record(record: *mut Record) -> bool {
+    // SAFETY: the caller passes this thread's live CURRENT record.
     let (id, already) =
         unsafe { record::borrow(record, |r| (r.id, core::mem::replace(&mut r.exiting, true))) };
     if already {
-        return;
+        return false;
     }
     let target = Target::Exiting(record);
     let mut panics = PanicTally::default();
@@ -112,6 +130,7 @@ pub(crate) fn run() {
         ));
     }
     panics.report(id);
+    true
 }
 
 /// Counts caught panics and keeps the first message.

@@ -374,9 +374,6 @@ fn a_record_recreated_during_teardown_runs_once() {
 }
 
 #[test]
-#[ignore = "bug: a record re-created during teardown after glibc's 4 pthread-key destructor \
-            rounds never runs, silently (6 of 8 links run); fix proposed in the \
-            reliability report: run re-created records from the running exit sequence"]
 fn records_recreated_during_teardown_all_run_within_the_round_bound() {
     let links = hijack_tls::MAX_ROUNDS;
     assert_eq!(chain_runs(links), links);
