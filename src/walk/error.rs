@@ -8,6 +8,11 @@ use core::fmt;
 pub(crate) enum WalkError {
     /// `pthread_getattr_np` / `pthread_attr_getstack` failed for this thread.
     StackBounds,
+    /// Less stack is left below the capture point than the walk may use.
+    LowStack {
+        /// Bytes between the captured stack pointer and the stack's low end.
+        left: u64,
+    },
     /// A stack read fell outside this thread's stack (or overflowed).
     OutOfBounds {
         /// The address the walk tried to read.
@@ -188,6 +193,11 @@ impl fmt::Display for WalkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::StackBounds => f.write_str("could not get the bounds of this thread's stack"),
+            Self::LowStack { left } => write!(
+                f,
+                "only {left} bytes of stack left, the walk may need {}",
+                super::memory::WALK_STACK_NEED
+            ),
             Self::OutOfBounds { addr } => {
                 write!(f, "stack walk read {addr:#x}, outside this thread's stack")
             }
