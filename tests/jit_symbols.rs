@@ -45,7 +45,7 @@ fn the_programs_strong_definitions_win() {
     assert!(CALLS.load(Ordering::SeqCst) >= 1, "the crate called the program's hook");
     // SAFETY: the registration finished (the thread was joined); nothing writes the
     // descriptor now.
-    let descriptor = unsafe { &*(&raw const __jit_debug_descriptor) };
+    let descriptor = unsafe { (&raw const __jit_debug_descriptor).as_ref() }.expect("a static");
     assert_eq!(descriptor.action_flag, 1, "JIT_REGISTER");
     assert!(!descriptor.first_entry.is_null());
     assert_eq!(descriptor.first_entry, descriptor.relevant_entry);
