@@ -1,6 +1,8 @@
-//! The two symbols of gdb's JIT interface, defined *weak*: a program that also
-//! links another JIT (LLVM ORC, wasmtime) with strong definitions still links, and
-//! every user then shares that one descriptor, as gdb expects. x86_64: a bare `ret`.
+//! The two symbols of gdb's JIT interface, defined *weak* and *hidden*: a program
+//! that also links another JIT (LLVM ORC, wasmtime) with strong definitions still
+//! links, and the crate then shares that one descriptor; and two copies of the
+//! crate in two shared objects never bind to each other's (gdb reads each object's
+//! own pair from its symbol table). x86_64: a bare `ret`.
 //!
 //! `__jit_debug_descriptor` is `struct jit_descriptor { uint32_t version = 1;
 //! uint32_t action_flag; jit_code_entry *relevant_entry; jit_code_entry
@@ -11,6 +13,7 @@ core::arch::global_asm!(
     ".pushsection .data.hijack_tls_jit_descriptor,\"aw\",%progbits",
     ".p2align 3",
     ".weak __jit_debug_descriptor",
+    ".hidden __jit_debug_descriptor",
     ".type __jit_debug_descriptor, %object",
     "__jit_debug_descriptor:",
     ".long 1", // version
@@ -22,6 +25,7 @@ core::arch::global_asm!(
     ".pushsection .text.hijack_tls_jit_register_code,\"ax\",%progbits",
     ".p2align 2",
     ".weak __jit_debug_register_code",
+    ".hidden __jit_debug_register_code",
     ".type __jit_debug_register_code, %function",
     "__jit_debug_register_code:",
     "ret",

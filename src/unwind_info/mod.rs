@@ -17,6 +17,7 @@ mod registry;
 #[cfg(test)]
 mod gdb_test;
 
+use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 pub(crate) use error::UnwindInfoError;
@@ -36,6 +37,11 @@ struct Announced {
 static ANNOUNCED: Mutex<[Option<Announced>; arch::TRAMPOLINE_COPIES]> =
     Mutex::new([None; arch::TRAMPOLINE_COPIES]);
 
+/// The original return address of each copy whose announcement succeeded (0: not
+/// yet), the lock-free fast path of [`announce`].
+static READY: [AtomicUsize; arch::TRAMPOLINE_COPIES] =
+    [const { AtomicUsize::new(0) }; arch::TRAMPOLINE_COPIES];
+
 /// Makes trampoline copy `copy` (pad byte at `pad`, continuing at
 /// `original_return`) known to the in-process unwinder and to gdb.
 ///
@@ -51,6 +57,11 @@ pub(crate) fn announce(
     if copy >= arch::TRAMPOLINE_COPIES {
         return Err(UnwindInfoError::CopyOutOfRange);
     }
+    // Lock-free once a copy is known: every thread's first use passes here, and a
+    // fork child must not wait on a lock another parent thread held at the fork.
+    if original_return != 0 && READY[copy].load(Ordering::Acquire) == original_return {
+        return Ok(());
+    }
     let mut announced = ANNOUNCED.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(done) = announced[copy] {
         if done.original_return != original_return {
@@ -60,6 +71,9 @@ pub(crate) fn announce(
     }
     let outcome = make_known(copy, pad, original_return);
     announced[copy] = Some(Announced { original_return, outcome });
+    if outcome.is_ok() {
+        READY[copy].store(original_return, Ordering::Release);
+    }
     outcome
 }
 
