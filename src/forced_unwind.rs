@@ -102,7 +102,7 @@ pub(crate) fn disarm() {
 
 /// Called by glibc's forced-unwind stop function at the last step before it
 /// `longjmp`s into `start_thread`. Never unwinds.
-unsafe extern "C" fn on_forced_unwind(_arg: *mut c_void) {
+extern "C" fn on_forced_unwind(_arg: *mut c_void) {
     crate::hijack::thread_is_exiting();
     crate::exit::run();
 }
