@@ -107,8 +107,9 @@ pub struct Model {
 impl Model {
     /// Runs `ops` as the thread's start routine, then its teardown: the trampoline
     /// (if `hijacked`), the `thread_local!` destructor, then up to 4 rounds of
-    /// pthread-key destructors; a record created during one stage is armed for the
-    /// next.
+    /// pthread-key destructors. Each stage runs the current record and the records
+    /// re-created during it, up to `MAX_ROUNDS` generations; one still left is armed
+    /// for the next stage.
     pub fn run_thread(ops: &[Op], hijacked: bool) -> Self {
         let mut m = Self { main: true, ..Self::default() };
         m.run(ops);
@@ -119,10 +120,14 @@ impl Model {
             }
         }
         let stages = usize::from(hijacked) + 1 + KEY_ROUNDS;
-        for _ in 0..stages {
-            match m.current {
-                Some(rec) if !m.recs[rec].exiting => m.exit(rec),
-                _ => break,
+        'stages: for _ in 0..stages {
+            // One stage runs the current record, then each record created during
+            // that sequence, up to MAX_ROUNDS generations (`exit::run`).
+            for _generation in 0..=MAX_ROUNDS {
+                match m.current {
+                    Some(rec) if !m.recs[rec].exiting => m.exit(rec),
+                    _ => break 'stages,
+                }
             }
         }
         if let Some(rec) = m.current.take() {
