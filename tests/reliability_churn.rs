@@ -183,7 +183,11 @@ fn run(threads: usize) {
     );
     if check_memory {
         assert!(heap_growth <= HEAP_SLACK, "heap grew by {heap_growth} B over {threads} threads");
-        assert!(rss_growth <= RSS_SLACK, "VmRSS grew by {rss_growth} B over {threads} threads");
+        // Under qemu-user, VmRSS is the emulator's: it keeps per-thread state of its
+        // own (about 280 KiB a thread seen here) while the guest heap stays flat.
+        if support::emulator().is_none() {
+            assert!(rss_growth <= RSS_SLACK, "VmRSS grew by {rss_growth} B over {threads} threads");
+        }
     }
 }
 

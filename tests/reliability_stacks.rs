@@ -370,7 +370,9 @@ fn first_use_from_an_asynchronous_signal_at_arbitrary_points() {
     println!(
         "asynchronous first use: {hijacked} of {THREADS} threads hijacked, the rest fell back"
     );
-    if EXPECT_HIJACK {
+    // On aarch64 a first use inside a signal handler always falls back: the kernel's
+    // signal trampoline does not describe the interrupted sp (NOTES.md, aarch64).
+    if EXPECT_HIJACK && cfg!(target_arch = "x86_64") {
         assert!(hijacked > 0, "interrupted frames with exact-pc CFI should usually hijack");
     }
 }
