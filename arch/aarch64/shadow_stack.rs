@@ -1,6 +1,8 @@
 //! Detects the arm64 Guarded Control Stack, under which the hijack must not run:
 //! the start routine's `ret` to the trampoline would not match the GCS entry.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 /// `prctl` request that reads the shadow-stack status (Linux 6.13+,
 /// `include/uapi/linux/prctl.h`).
 const PR_GET_SHADOW_STACK_STATUS: libc::c_int = 74;
@@ -8,13 +10,28 @@ const PR_GET_SHADOW_STACK_STATUS: libc::c_int = 74;
 /// Bit 0 of the status: the shadow stack is enabled for this thread.
 const PR_SHADOW_STACK_ENABLE: u64 = 1;
 
+/// Set once the kernel answered `EINVAL`: it does not know the request (before
+/// Linux 6.13) or the system has no GCS, so no thread of this process can ever
+/// have one and the syscall is skipped from then on. Any other answer is asked
+/// again: the kernel enables GCS per thread.
+static UNKNOWN_REQUEST: AtomicBool = AtomicBool::new(false);
+
 /// The thread's shadow-stack status word, or `None` if the kernel does not know
-/// the request (older kernels: no GCS can be enabled).
+/// the request (older kernels: no GCS can be enabled) or refuses it.
 pub(crate) fn shadow_stack_status() -> Option<u64> {
+    if UNKNOWN_REQUEST.load(Ordering::Relaxed) {
+        return None;
+    }
     let mut status: u64 = 0;
     // SAFETY: the request writes one u64 through the pointer, which is valid.
     let rc = unsafe { libc::prctl(PR_GET_SHADOW_STACK_STATUS, &mut status as *mut u64, 0, 0, 0) };
-    (rc == 0).then_some(status)
+    if rc == 0 {
+        return Some(status);
+    }
+    if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        UNKNOWN_REQUEST.store(true, Ordering::Relaxed);
+    }
+    None
 }
 
 /// Whether a status word from [`shadow_stack_status`] says the shadow stack is on.

@@ -2,6 +2,8 @@
 //! trampoline's final `jmp` and the start routine's mismatched `ret` would fault
 //! (SIGSEGV, SEGV_CPERR).
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 /// `arch_prctl` code that reads the shadow-stack feature bits (Linux 6.6+,
 /// `arch/x86/include/uapi/asm/prctl.h`).
 const ARCH_SHSTK_STATUS: libc::c_long = 0x5005;
@@ -9,14 +11,30 @@ const ARCH_SHSTK_STATUS: libc::c_long = 0x5005;
 /// Bit 0 of the status: the shadow stack is enabled for this thread.
 const ARCH_SHSTK_SHSTK: u64 = 1;
 
+/// Set once the kernel answered `EINVAL`: it does not know the request (before
+/// Linux 6.6, or built without `CONFIG_X86_USER_SHADOW_STACK`), so no thread of
+/// this process can ever have a shadow stack and the syscall (~145 ns) is skipped
+/// from then on. Any other answer is asked again: the kernel enables shadow stacks
+/// per thread.
+static UNKNOWN_REQUEST: AtomicBool = AtomicBool::new(false);
+
 /// The thread's shadow-stack status word, or `None` if the kernel does not know
-/// the request (older kernels: no shadow stack can be enabled).
+/// the request (older kernels: no shadow stack can be enabled) or refuses it.
 pub(crate) fn shadow_stack_status() -> Option<u64> {
+    if UNKNOWN_REQUEST.load(Ordering::Relaxed) {
+        return None;
+    }
     let mut status: u64 = 0;
     // SAFETY: ARCH_SHSTK_STATUS writes one u64 through the pointer, which is valid.
     let rc =
         unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SHSTK_STATUS, &mut status as *mut u64) };
-    (rc == 0).then_some(status)
+    if rc == 0 {
+        return Some(status);
+    }
+    if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        UNKNOWN_REQUEST.store(true, Ordering::Relaxed);
+    }
+    None
 }
 
 /// Whether a status word from [`shadow_stack_status`] says the shadow stack is on.
@@ -35,5 +53,11 @@ mod tests {
         assert!(!shadow_stack_enabled(Some(0b10)), "WRSS alone is not the shadow stack");
         assert!(shadow_stack_enabled(Some(1)));
         assert!(shadow_stack_enabled(Some(0b11)));
+    }
+
+    #[test]
+    fn status_is_stable() {
+        // Twice the same answer, whether or not the first one was cached.
+        assert_eq!(shadow_stack_status(), shadow_stack_status());
     }
 }

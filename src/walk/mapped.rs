@@ -39,12 +39,8 @@ impl Mapped {
         }
         // SAFETY: `[hdr, end)` is inside `[lo, end)`, readable per the contract.
         let bytes = unsafe { slice(hdr, end) };
-        let bases = BaseAddresses::default().set_eh_frame_hdr(hdr);
-        let parsed = EhFrameHdr::new(bytes, NativeEndian)
-            .parse(&bases, arch::ADDRESS_SIZE)
-            .map_err(|error| WalkError::BadCfi { pc, error })?;
         let eh_frame =
-            parsed.eh_frame_ptr().direct().map_err(|error| WalkError::BadCfi { pc, error })?;
+            eh_frame_address(bytes, hdr).map_err(|error| WalkError::BadCfi { pc, error })?;
         if !(lo <= eh_frame && eh_frame < end) {
             return Err(WalkError::EhFrameOutside { pc });
         }
@@ -73,6 +69,27 @@ impl Mapped {
     }
 }
 
+/// The header every linker writes: version 1, `eh_frame_ptr` pcrel|sdata4, FDE
+/// count udata4, table datarel|sdata4.
+const USUAL_HEADER: [u8; 4] = [1, 0x1b, 0x03, 0x3b];
+
+/// The address of `.eh_frame` from the header `bytes` mapped at `hdr`. The usual
+/// header is read directly (gimli's parse, run for every frame of every walk,
+/// cost about as much as a row-cache hit); any other goes through gimli.
+fn eh_frame_address(bytes: &[u8], hdr: u64) -> Result<u64, gimli::Error> {
+    if bytes.get(..4) == Some(&USUAL_HEADER[..])
+        && let Some(&[a, b, c, d]) = bytes.get(4..8)
+        && bytes.len() >= 12
+    {
+        // pcrel: relative to the pointer's own address, `hdr + 4`. gimli's
+        // parse would succeed on these 12 bytes too, and give the same.
+        let rel = i32::from_le_bytes([a, b, c, d]);
+        return Ok((hdr + 4).wrapping_add_signed(i64::from(rel)));
+    }
+    let bases = BaseAddresses::default().set_eh_frame_hdr(hdr);
+    EhFrameHdr::new(bytes, NativeEndian).parse(&bases, arch::ADDRESS_SIZE)?.eh_frame_ptr().direct()
+}
+
 /// The bytes `[from, to)` of the address space.
 ///
 /// # Safety
@@ -81,4 +98,40 @@ unsafe fn slice<'a>(from: u64, to: u64) -> &'a [u8] {
     let ptr = core::ptr::with_exposed_provenance::<u8>(from as usize);
     // SAFETY: per this function's contract.
     unsafe { core::slice::from_raw_parts(ptr, (to - from) as usize) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What gimli's parse says.
+    fn by_gimli(bytes: &[u8], hdr: u64) -> Result<u64, gimli::Error> {
+        let bases = BaseAddresses::default().set_eh_frame_hdr(hdr);
+        EhFrameHdr::new(bytes, NativeEndian)
+            .parse(&bases, arch::ADDRESS_SIZE)?
+            .eh_frame_ptr()
+            .direct()
+    }
+
+    #[test]
+    fn usual_header_is_read_as_gimli_reads_it() {
+        let hdr = 0x7f00_0000_1000;
+        for rel in [0x100_i32, -0x2000, 4, i32::MIN, i32::MAX] {
+            let mut bytes = USUAL_HEADER.to_vec();
+            bytes.extend_from_slice(&rel.to_le_bytes());
+            bytes.extend_from_slice(&3_u32.to_le_bytes());
+            assert_eq!(eh_frame_address(&bytes, hdr), by_gimli(&bytes, hdr));
+            assert!(eh_frame_address(&bytes, hdr).is_ok());
+            // Too short for a count: gimli's answer, whatever it is.
+            assert_eq!(eh_frame_address(&bytes[..10], hdr), by_gimli(&bytes[..10], hdr));
+        }
+        // Another encoding (udata8, absolute) and another version go to gimli.
+        let mut bytes = vec![1, 0x04, 0x03, 0x3b];
+        bytes.extend_from_slice(&0x5000_u64.to_le_bytes());
+        bytes.extend_from_slice(&0_u32.to_le_bytes());
+        assert_eq!(eh_frame_address(&bytes, hdr), Ok(0x5000));
+        bytes[0] = 2;
+        assert_eq!(eh_frame_address(&bytes, hdr), by_gimli(&bytes, hdr));
+        assert!(eh_frame_address(&bytes, hdr).is_err());
+    }
 }

@@ -8,15 +8,21 @@
 //! [`Objects`]. Both are traits so the walk is tested on fake stacks with
 //! synthetic CFI.
 
+mod cache;
 mod error;
 mod expr;
+#[cfg(any(test, feature = "fuzzing"))]
+mod fake;
 mod find_object;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod loaded;
 mod mapped;
 mod memory;
 mod objects;
 mod phdr;
 mod row;
+mod rules;
 mod step;
 mod storage;
 mod target;

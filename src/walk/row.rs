@@ -1,9 +1,10 @@
-//! Finds the unwind-table row for a pc: the object's `.eh_frame_hdr` search table
-//! gives the FDE, and gimli runs the CIE and FDE programs up to the pc.
-//!
-//! This is a pure function of (object, pc), which is where a per-pc row cache
-//! would slot in later.
+//! Finds the unwind rules for a pc: from the row cache when it holds them for this
+//! object's bytes; otherwise the object's `.eh_frame_hdr` search table gives the
+//! FDE, gimli runs the CIE and FDE programs up to the pc, and the result goes into
+//! the cache.
 
+use super::cache::{Origin, RowCache};
+use super::rules::Rules;
 use super::storage::Fixed;
 use super::{ObjectInfo, WalkError};
 use crate::arch;
@@ -21,12 +22,9 @@ pub(crate) type UnwindCtx = UnwindContext<usize, Fixed>;
 /// One row of an FDE's unwind table.
 pub(crate) type Row = UnwindTableRow<usize, Fixed>;
 
-/// The unwind row that covers a pc, with what evaluating it needs.
-pub(crate) struct Located<'a, 'ctx> {
-    /// The row: CFA rule and register rules at the pc.
-    pub(crate) row: &'ctx Row,
-    /// The section the row's expressions point into.
-    pub(crate) eh_frame: EhFrame<Slice<'a>>,
+/// What the CIE and FDE say about a pc besides its rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Meta {
     /// The CIE's encoding, for evaluating expressions.
     pub(crate) encoding: gimli::Encoding,
     /// The CIE's return-address column.
@@ -34,16 +32,71 @@ pub(crate) struct Located<'a, 'ctx> {
     /// Whether the CIE has augmentation `S`: a signal trampoline, whose caller's
     /// pc is an interrupted instruction rather than a return address.
     pub(crate) signal_trampoline: bool,
+}
+
+/// The unwind rules that cover a pc, with what evaluating them needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Located<'a, 'r> {
+    /// The row's CFA rule and register rules at the pc.
+    pub(crate) rules: &'r Rules,
+    /// The section the rules' expressions point into.
+    pub(crate) eh_frame: EhFrame<Slice<'a>>,
+    /// The CIE's encoding, for evaluating expressions.
+    pub(crate) encoding: gimli::Encoding,
+    /// The CIE's return-address column.
+    pub(crate) ra_column: Register,
+    /// Whether the CIE has augmentation `S`.
+    pub(crate) signal_trampoline: bool,
     /// The address the row was looked up at (for error messages).
     pub(crate) pc: u64,
 }
 
-/// Looks up the row for `pc` in `object`, evaluating CFI into `ctx`.
-pub(crate) fn locate<'a, 'ctx>(
-    object: &ObjectInfo<'a>,
+impl<'a, 'r> Located<'a, 'r> {
+    /// The rules `rules` and `meta` found for `pc` in `object`.
+    pub(crate) fn new(object: &ObjectInfo<'a>, pc: u64, rules: &'r Rules, meta: Meta) -> Self {
+        let Meta { encoding, ra_column, signal_trampoline } = meta;
+        Located { rules, eh_frame: section(object), encoding, ra_column, signal_trampoline, pc }
+    }
+}
+
+/// Puts the rules for `pc` in `object` into `rules`: from `cache` if it has them,
+/// else computed in `ctx` (and cached).
+///
+/// Always inlined, and the cache's entries never on the stack of this path: a miss
+/// nests only the walk, [`evaluate`] and gimli, as before the cache (the walk's
+/// stack budget, `memory::WALK_STACK_NEED`, was measured on that).
+#[inline(always)]
+pub(crate) fn locate(
+    object: &ObjectInfo<'_>,
     pc: u64,
-    ctx: &'ctx mut UnwindCtx,
-) -> Result<Located<'a, 'ctx>, WalkError> {
+    cache: &RowCache,
+    ctx: &mut UnwindCtx,
+    rules: &mut Rules,
+) -> Result<Meta, WalkError> {
+    if let Some(meta) = cache.get(object, pc, rules) {
+        return Ok(meta);
+    }
+    let (meta, origin) = evaluate(object, pc, ctx, rules)?;
+    cache.put(object, pc, rules, meta, origin);
+    Ok(meta)
+}
+
+/// `object`'s `.eh_frame` as gimli reads it.
+pub(crate) fn section<'a>(object: &ObjectInfo<'a>) -> EhFrame<Slice<'a>> {
+    let mut eh_frame = EhFrame::new(object.eh_frame, NativeEndian);
+    eh_frame.set_address_size(arch::ADDRESS_SIZE);
+    eh_frame.set_vendor(arch::vendor());
+    eh_frame
+}
+
+/// The uncached lookup: the FDE from the search table, the row from gimli (run in
+/// `ctx`), its rules into `rules`.
+fn evaluate(
+    object: &ObjectInfo<'_>,
+    pc: u64,
+    ctx: &mut UnwindCtx,
+    rules: &mut Rules,
+) -> Result<(Meta, Origin), WalkError> {
     let bad = |error| match error {
         gimli::Error::NoUnwindInfoForAddress => WalkError::NoFde { pc },
         error => WalkError::BadCfi { pc, error },
@@ -55,9 +108,10 @@ pub(crate) fn locate<'a, 'ctx>(
         .parse(&bases, arch::ADDRESS_SIZE)
         .map_err(bad)?;
     let table = hdr.table().ok_or(WalkError::NoSearchTable { pc })?;
-    let mut eh_frame = EhFrame::new(object.eh_frame, NativeEndian);
-    eh_frame.set_address_size(arch::ADDRESS_SIZE);
-    eh_frame.set_vendor(arch::vendor());
+    if !table_fits(object.eh_frame_hdr, table.iter(&bases).size_hint().1) {
+        return Err(WalkError::BadSearchTable { pc });
+    }
+    let eh_frame = section(object);
 
     // The table gives the FDE that starts at or below `pc`; its address is turned
     // into a section offset here (checked, unlike gimli's `pointer_to_offset`),
@@ -75,8 +129,33 @@ pub(crate) fn locate<'a, 'ctx>(
         return Err(WalkError::NoFde { pc });
     }
     let cie = fde.cie();
-    let (encoding, ra_column) = (cie.encoding(), cie.return_address_register());
-    let signal_trampoline = fde.is_signal_trampoline();
+    let meta = Meta {
+        encoding: cie.encoding(),
+        ra_column: cie.return_address_register(),
+        signal_trampoline: fde.is_signal_trampoline(),
+    };
+    let origin =
+        Origin { cie: (cie.offset(), cie.entry_len()), fde: (fde.offset(), fde.entry_len()) };
     let row = fde.unwind_info_for_address(&eh_frame, &bases, ctx, pc).map_err(bad)?;
-    Ok(Located { row, eh_frame, encoding, ra_column, signal_trampoline, pc })
+    rules.set_from(row);
+    Ok((meta, origin))
+}
+
+/// Whether a search table of `count` entries fits in the header's bytes. gimli's
+/// `lookup` computes `count / 2 * entry size` unchecked, which a corrupt count
+/// overflows (a panic in debug builds); within the header's length it cannot.
+fn table_fits(eh_frame_hdr: &[u8], count: Option<usize>) -> bool {
+    use gimli::constants as dw;
+    // The fourth byte is the table's encoding; an entry is two values in it.
+    let Some(&encoding) = eh_frame_hdr.get(3) else { return false };
+    let value = match gimli::DwEhPe(encoding).format() {
+        dw::DW_EH_PE_udata2 | dw::DW_EH_PE_sdata2 => 2,
+        dw::DW_EH_PE_udata4 | dw::DW_EH_PE_sdata4 => 4,
+        dw::DW_EH_PE_udata8 | dw::DW_EH_PE_sdata8 => 8,
+        // gimli refuses any other encoding before computing anything.
+        _ => return true,
+    };
+    count
+        .and_then(|count| count.checked_mul(2 * value))
+        .is_some_and(|bytes| bytes <= eh_frame_hdr.len())
 }

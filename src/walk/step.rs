@@ -39,7 +39,7 @@ pub(crate) fn unwind(
     let cfa = cfa(loc, regs, mem)?;
     let ra_signed = ra_signed(loc)?;
 
-    let ra_rule = loc.row.register(arch::RA);
+    let ra_rule = loc.rules.register(arch::RA);
     let ra_kind = ra_rule.as_ref().map_or(RuleKind::Absent, RuleKind::from);
     // gimli keeps an explicit `DW_CFA_undefined` as `Undefined` but drops it from
     // CIE initial rules, so "absent" means the same: no caller (glibc marks
@@ -62,7 +62,7 @@ pub(crate) fn unwind(
 
     let mut caller = Context::new();
     for reg in Context::REGISTERS {
-        let value = if reg == arch::SP && loc.row.register(reg).is_none() {
+        let value = if reg == arch::SP && loc.rules.register(reg).is_none() {
             // The CFA is by definition the caller's sp at the call site. A signal
             // frame has no call site: the interrupted sp must come from a rule
             // (Linux's arm64 vDSO `__kernel_rt_sigreturn` describes only x29/x30).
@@ -85,7 +85,7 @@ pub(crate) fn unwind(
 
 /// The frame's CFA from the row's CFA rule.
 fn cfa(loc: &Located<'_, '_>, regs: &Context, mem: &mut impl Memory) -> Result<u64, WalkError> {
-    match *loc.row.cfa() {
+    match loc.rules.cfa() {
         CfaRule::RegisterAndOffset { register, offset } => regs
             .get(register)
             .map(|base| base.wrapping_add_signed(offset))
@@ -100,7 +100,7 @@ fn ra_signed(loc: &Located<'_, '_>) -> Result<bool, WalkError> {
     let Some(state) = arch::RA_SIGN_STATE else {
         return Ok(false);
     };
-    match loc.row.register(state) {
+    match loc.rules.register(state) {
         None | Some(RegisterRule::Constant(0)) => Ok(false),
         Some(RegisterRule::Constant(1)) => Ok(true),
         Some(_) => Err(WalkError::BadSignState { pc: loc.pc }),
@@ -118,7 +118,7 @@ fn register(
     regs: &Context,
     mem: &mut impl Memory,
 ) -> Result<Option<u64>, WalkError> {
-    let Some(rule) = loc.row.register(reg) else {
+    let Some(rule) = loc.rules.register(reg) else {
         // No rule: the ABI default. Callee-saved registers keep their value;
         // the others are clobbered by the call and unknown in the caller.
         return Ok(arch::is_callee_saved(reg).then(|| regs.get(reg)).flatten());

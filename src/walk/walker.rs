@@ -1,7 +1,9 @@
 //! The walk: from captured registers, unwind frame after frame to the end of the
 //! stack and report the slot holding the thread start routine's return address.
 
-use super::row::{self, UnwindCtx};
+use super::cache::{ROWS, RowCache};
+use super::row::{self, Located, UnwindCtx};
+use super::rules::Rules;
 use super::target::Target;
 use super::{Memory, Objects, WalkError, step};
 use crate::arch::Context;
@@ -45,14 +47,30 @@ pub(crate) struct ExitSlot {
 /// Walks the stack described by `ctx` to its end and returns the exit slot: the
 /// return-address slot of the outermost frame outside libc that returns into
 /// libc, provided only a thread start's frames lie below it. `visit` sees every
-/// frame, innermost first.
+/// frame, innermost first. Unwind rules come from the process's row cache
+/// where it has them.
 pub(crate) fn find_exit_slot(
     ctx: &Context,
     mem: &mut impl Memory,
     objects: &mut impl Objects,
     visit: &mut impl FnMut(&Frame),
 ) -> Result<ExitSlot, WalkError> {
+    find_exit_slot_cached(&ROWS, MAX_FRAMES, ctx, mem, objects, visit)
+}
+
+/// [`find_exit_slot`] with the row cache `cache`, giving up after `max_frames`
+/// frames (the fuzz target walks fewer than [`MAX_FRAMES`] to stay fast).
+pub(crate) fn find_exit_slot_cached(
+    cache: &RowCache,
+    max_frames: usize,
+    ctx: &Context,
+    mem: &mut impl Memory,
+    objects: &mut impl Objects,
+    visit: &mut impl FnMut(&Frame),
+) -> Result<ExitSlot, WalkError> {
     let mut unwind_ctx = UnwindCtx::new_in();
+    // The current frame's rules, cached or computed: one buffer for every frame.
+    let mut rules = Rules::NONE;
     let mut regs = *ctx;
     // The captured pc is a return address (see arch capture), so the first frame
     // is looked up at pc - 1 like the others; only the frame interrupted by a
@@ -60,14 +78,15 @@ pub(crate) fn find_exit_slot(
     let mut exact_pc = false;
     let mut previous_cfa: Option<u64> = None;
     let mut target = Target::default();
-    for index in 0..MAX_FRAMES {
+    for index in 0..max_frames {
         let pc = regs.pc().ok_or(WalkError::UnknownPc { frame: index })?;
         // A return address follows its call: pc - 1 is inside the caller's call
         // instruction, and so inside the right FDE even for a noreturn call.
         let lookup = if exact_pc { pc } else { pc.wrapping_sub(1) };
         let object = objects.find(lookup)?;
         let (is_libc, object_start) = (object.is_libc, object.start);
-        let located = row::locate(&object, lookup, &mut unwind_ctx)?;
+        let meta = row::locate(&object, lookup, cache, &mut unwind_ctx, &mut rules)?;
+        let located = Located::new(&object, lookup, &rules, meta);
         let step = step::unwind(&located, &regs, mem)?;
         // Every frame with a caller must have a CFA strictly above its callee's,
         // or the walk could spin. The outermost frame may share its callee's CFA:
@@ -95,5 +114,5 @@ pub(crate) fn find_exit_slot(
             None => return target.finish(index + 1, mem),
         }
     }
-    Err(WalkError::TooManyFrames { limit: MAX_FRAMES })
+    Err(WalkError::TooManyFrames { limit: max_frames })
 }

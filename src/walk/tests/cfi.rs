@@ -81,7 +81,17 @@ pub(super) fn object_without_table(text: Range<u64>, funcs: &[Func]) -> FakeObje
 fn build(text: Range<u64>, is_libc: bool, funcs: &[Func], with_table: bool) -> FakeObject {
     let eh_frame_hdr_addr = text.end + 0x1000;
     let eh_frame_addr = text.end + 0x2000;
+    let (eh_frame_hdr, eh_frame) = sections(funcs, eh_frame_hdr_addr, eh_frame_addr, with_table);
+    FakeObject { text, eh_frame_hdr, eh_frame_hdr_addr, eh_frame, eh_frame_addr, is_libc }
+}
 
+/// `.eh_frame_hdr` and `.eh_frame` describing `funcs`, for the given addresses.
+pub(super) fn sections(
+    funcs: &[Func],
+    eh_frame_hdr_addr: u64,
+    eh_frame_addr: u64,
+    with_table: bool,
+) -> (Vec<u8>, Vec<u8>) {
     let mut table = FrameTable::default();
     let plain = table.add_cie(cie(false, true));
     let signal = table.add_cie(cie(true, true));
@@ -134,5 +144,5 @@ fn build(text: Range<u64>, is_libc: bool, funcs: &[Func], with_table: bool) -> F
             hdr.extend_from_slice(&rel(fde, eh_frame_hdr_addr));
         }
     }
-    FakeObject { text, eh_frame_hdr: hdr, eh_frame_hdr_addr, eh_frame, eh_frame_addr, is_libc }
+    (hdr, eh_frame)
 }

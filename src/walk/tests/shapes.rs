@@ -263,3 +263,19 @@ fn signal_frame_without_an_sp_rule_is_refused() {
     assert_eq!(result, Err(WalkError::SignalFrameWithoutSp { pc: RESTORER - 1 }));
     assert_eq!(frames.len(), 1, "only the handler was walked");
 }
+
+#[test]
+fn search_table_count_past_the_header_is_refused() {
+    // Found by fuzzing (`fuzz/walker_cfi`): an 8-byte FDE count of 2^64 - 1 made
+    // gimli's binary search overflow `count / 2 * 8` (a panic in debug builds).
+    let mut chain = Chain::new(&THREAD);
+    let mut objects = objects(&[]);
+    let app = &mut objects.0[0];
+    let mut hdr = vec![1, 0x1b, 0x04, 0x3b]; // count udata8
+    hdr.extend_from_slice(&app.eh_frame_hdr[4..8]);
+    hdr.extend_from_slice(&u64::MAX.to_le_bytes());
+    hdr.extend_from_slice(&app.eh_frame_hdr[12..]);
+    app.eh_frame_hdr = hdr;
+    let (result, _) = walk(&chain.ctx.clone(), &mut chain.stack, &mut objects);
+    assert_eq!(result, Err(WalkError::BadSearchTable { pc: ret(INNER) - 1 }));
+}

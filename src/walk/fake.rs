@@ -1,37 +1,58 @@
-//! Fake stack memory and fake loaded objects for synthetic walks.
+//! Fake stack memory and fake loaded objects, for walks over synthetic CFI: the
+//! unit tests' and the fuzz target's (`walk::fuzz`). Safe code only: a read
+//! outside the fakes is an error or a panic, never a stray load.
 
-use crate::walk::memory::check_word;
-use crate::walk::{Memory, ObjectInfo, Objects, WalkError};
+use super::memory::check_word;
+use super::{Memory, ObjectInfo, Objects, WalkError};
 use core::ops::Range;
 
 /// A fake stack: 8-byte words starting at `base`.
 #[derive(Clone, Debug)]
-pub(super) struct FakeStack {
+pub(crate) struct FakeStack {
     /// Address of `words[0]`.
-    pub(super) base: u64,
+    pub(crate) base: u64,
     /// The stack's contents.
-    pub(super) words: Vec<u64>,
+    pub(crate) words: Vec<u64>,
     /// Value to return on the second read of an address (tests slot re-reads).
-    pub(super) tamper: Option<(u64, u64)>,
+    pub(crate) tamper: Option<(u64, u64)>,
     /// Times the tampered address was read.
     tampered_reads: usize,
 }
 
 impl FakeStack {
     /// `len` zero words at `base`.
-    pub(super) fn new(base: u64, len: usize) -> Self {
-        FakeStack { base, words: vec![0; len], tamper: None, tampered_reads: 0 }
+    #[cfg(test)]
+    pub(crate) fn new(base: u64, len: usize) -> Self {
+        Self::with_words(base, vec![0; len])
+    }
+
+    /// The words of `bytes` (native-endian; a last partial word is dropped) at
+    /// `base`, if the stack's end does not overflow the address space.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn from_bytes(base: u64, bytes: &[u8]) -> Option<Self> {
+        let words: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|word| u64::from_ne_bytes(word.try_into().unwrap_or_default()))
+            .collect();
+        base.checked_add(u64::try_from(words.len()).ok()?.checked_mul(8)?)?;
+        Some(Self::with_words(base, words))
+    }
+
+    /// `words` at `base`.
+    fn with_words(base: u64, words: Vec<u64>) -> Self {
+        FakeStack { base, words, tamper: None, tampered_reads: 0 }
     }
 
     /// Stores `value` at `addr`.
-    pub(super) fn put(&mut self, addr: u64, value: u64) {
+    #[cfg(test)]
+    pub(crate) fn put(&mut self, addr: u64, value: u64) {
         let index = usize::try_from((addr - self.base) / 8).unwrap();
         assert_eq!(addr % 8, 0);
         self.words[index] = value;
     }
 
     /// One past the last address.
-    pub(super) fn top(&self) -> u64 {
+    pub(crate) fn top(&self) -> u64 {
         self.base + 8 * self.words.len() as u64
     }
 }
@@ -52,24 +73,24 @@ impl Memory for FakeStack {
 
 /// One fake object: a code range and its unwind sections.
 #[derive(Clone, Debug)]
-pub(super) struct FakeObject {
+pub(crate) struct FakeObject {
     /// Code addresses the object covers.
-    pub(super) text: Range<u64>,
+    pub(crate) text: Range<u64>,
     /// `.eh_frame_hdr` bytes.
-    pub(super) eh_frame_hdr: Vec<u8>,
+    pub(crate) eh_frame_hdr: Vec<u8>,
     /// Where `.eh_frame_hdr` is "mapped".
-    pub(super) eh_frame_hdr_addr: u64,
+    pub(crate) eh_frame_hdr_addr: u64,
     /// `.eh_frame` bytes.
-    pub(super) eh_frame: Vec<u8>,
+    pub(crate) eh_frame: Vec<u8>,
     /// Where `.eh_frame` is "mapped".
-    pub(super) eh_frame_addr: u64,
+    pub(crate) eh_frame_addr: u64,
     /// Whether the object plays libc.
-    pub(super) is_libc: bool,
+    pub(crate) is_libc: bool,
 }
 
 /// A set of fake objects.
 #[derive(Clone, Debug, Default)]
-pub(super) struct FakeObjects(pub(super) Vec<FakeObject>);
+pub(crate) struct FakeObjects(pub(crate) Vec<FakeObject>);
 
 impl Objects for FakeObjects {
     fn find(&mut self, pc: u64) -> Result<ObjectInfo<'_>, WalkError> {
