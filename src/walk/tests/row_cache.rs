@@ -197,5 +197,7 @@ fn real_thread_walk_is_cached_whole() {
 fn table_stays_small() {
     let size = size_of::<RowCache>();
     println!("RowCache: {size} bytes");
-    assert!(size <= 64 << 10, "{size} bytes");
+    // One process-wide static: 64 entries of unwind rows, larger on aarch64 (more
+    // registers per row: 75,904 bytes there, under 64 KiB on x86_64).
+    assert!(size <= 80 << 10, "{size} bytes");
 }
