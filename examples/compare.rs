@@ -22,8 +22,9 @@ use std::time::Instant;
 use timing::{MICRO, Pair, THREADS, each, looped, pair};
 use workloads::{Alternatives, threads};
 
-/// Spawns per side for the rows that start a thread per operation.
-const SPAWNS: usize = 2000;
+/// Runs of [`timing::RUN`] spawns per side for the rows that start a thread per
+/// operation.
+const SPAWNS: usize = 500;
 
 /// Threads whose first `id()` is timed, for the cold rows.
 const FIRSTS: usize = 400;
@@ -111,9 +112,10 @@ fn main() {
     println!();
     println!(
         "ns/op: medians of {} interleaved batches per side, ratio = median of the per-batch \
-         ratios; spawn rows: medians of {SPAWNS} alternating single spawns; 2-thread rows: \
-         CPU time per thread. Measured in {:.1} s.",
+         ratios; spawn rows: medians of {SPAWNS} alternating runs of {} spawns; 2-thread \
+         rows: CPU time per thread. Measured in {:.1} s.",
         MICRO.rounds,
+        timing::RUN,
         started.elapsed().as_secs_f64()
     );
 }
@@ -124,10 +126,13 @@ fn hot_paths(rows: &mut Vec<Row>) {
     workloads::fill_thread();
     let cell = "`thread_local!` const `Cell<u64>`";
     let key_get = || looped(|_| workloads::typed_get());
-    let p = pair(MICRO, key_get(), looped(|_| workloads::cell_get()));
-    rows.push(Row::timed("`Key<u64>::get`", cell, p, Target::AtMost(1.5)));
-    let p = pair(MICRO, looped(|_| workloads::typed_with()), looped(|_| workloads::cell_get()));
-    rows.push(Row::timed("`Key<u64>::with`", cell, p, Target::AtMost(1.5)));
+    let cell_get = || looped(|_| workloads::cell_get());
+    let p = pair(MICRO, looped(|_| workloads::typed_get_value()), cell_get());
+    rows.push(Row::timed("`Key<u64>::get` as `u64`", cell, p, Target::AtMost(1.5)));
+    let p = pair(MICRO, looped(|_| workloads::typed_with_value()), cell_get());
+    rows.push(Row::timed("`Key<u64>::with` as `u64`", cell, p, Target::AtMost(1.5)));
+    let p = pair(MICRO, key_get(), cell_get());
+    rows.push(Row::timed("  the same, `get` kept as `Option`", cell, p, Target::None));
     let p = pair(MICRO, key_get(), looped(|_| alt.thread_local_get()));
     rows.push(Row::timed(
         "`Key<u64>::get`",

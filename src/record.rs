@@ -11,6 +11,11 @@
 //! read-only view of it (its ID and typed slot table) for the fast paths, which
 //! then need no borrow at all: the view is emptied when a borrow starts and rebuilt
 //! when it ends, so it never describes a record that someone is changing.
+//!
+//! The same thread-local also mirrors the value addresses of the current record's
+//! first [`MIRRORED_SLOTS`] typed slots, so a read of one of the first keys is one
+//! `%fs`-relative load and the value's. The mirror stays valid through borrows: it
+//! changes only where a slot's value does (see [`Record::mirror`]).
 
 use core::cell::Cell;
 use core::ptr;
@@ -113,7 +118,25 @@ impl Record {
         }
         let seq = self.take_seq();
         // SAFETY: the caller's guarantee, passed on.
-        unsafe { self.slots.store(index, seq, value) }
+        let displaced = unsafe { self.slots.store(index, seq, value) };
+        self.mirror(index);
+        displaced
+    }
+
+    /// Empties typed slot `index`; returns its value's handle.
+    pub(crate) fn take_slot(&mut self, index: usize) -> Option<Shared> {
+        let old = self.slots.take(index);
+        self.mirror(index);
+        old
+    }
+
+    /// Copies slot `index`'s value address to the thread-local mirror if this is the
+    /// current record and the slot is mirrored. Called after every change to a slot,
+    /// before a displaced value can drop, so the mirror never names a freed value.
+    fn mirror(&self, index: usize) {
+        if ptr::eq(self, current_ptr()) {
+            mirror_slot(index, self.slots.get(index).unwrap_or(ptr::null()));
+        }
     }
 
     /// Adds an at-exit handler.
@@ -155,6 +178,7 @@ impl Record {
             }
             Location::Slot(index) => {
                 let value = self.slots.take_seq(index, seq)?;
+                self.mirror(index);
                 Some(Detached { _value: value, _key: None })
             }
         }
@@ -184,7 +208,14 @@ struct Local {
     slots_len: Cell<usize>,
     /// The view: the current record's ID, 0 under the same conditions.
     id: Cell<u64>,
+    /// The value addresses in the current record's first typed slots (null: empty,
+    /// or no record). Unlike the view, kept while the record is borrowed.
+    mirror: [Cell<*const ()>; MIRRORED_SLOTS],
 }
+
+/// Typed slots whose value addresses [`Local`] mirrors: keys with a lower index
+/// are read without the view. 16 words of static TLS per thread.
+pub(crate) const MIRRORED_SLOTS: usize = 16;
 
 thread_local! {
     /// This thread's [`Local`] state.
@@ -195,6 +226,7 @@ thread_local! {
             slots: Cell::new(ptr::null()),
             slots_len: Cell::new(0),
             id: Cell::new(0),
+            mirror: [const { Cell::new(ptr::null()) }; MIRRORED_SLOTS],
         }
     };
 }
@@ -235,11 +267,40 @@ pub(crate) fn current_ptr() -> *mut Record {
     LOCAL.with(|local| local.current.get())
 }
 
-/// Replaces the current record pointer.
+/// Replaces the current record pointer. Not called while a record is borrowed.
 pub(crate) fn set_current(record: *mut Record) {
     LOCAL.with(|local| {
         local.current.set(record);
+        for (index, cell) in local.mirror.iter().enumerate() {
+            let address = if record.is_null() {
+                ptr::null()
+            } else {
+                // SAFETY: `record` is this thread's live record and no borrow of it
+                // is active (the caller's guarantee), so a shared reference is sound.
+                unsafe { &*record }.slots.get(index).unwrap_or(ptr::null())
+            };
+            cell.set(address);
+        }
         local.refresh_view();
+    });
+}
+
+/// The value address in the current record's typed slot `index`, or null if the
+/// slot is empty or there is no record. Valid until the next change to that slot.
+///
+/// # Panics
+/// If `index` is not below [`MIRRORED_SLOTS`].
+#[inline]
+pub(crate) fn mirrored_slot(index: usize) -> *const () {
+    LOCAL.with(|local| local.mirror[index].get())
+}
+
+/// Sets the mirror of the current record's slot `index`, if it is mirrored.
+fn mirror_slot(index: usize, address: *const ()) {
+    LOCAL.with(|local| {
+        if let Some(cell) = local.mirror.get(index) {
+            cell.set(address);
+        }
     });
 }
 

@@ -1,9 +1,11 @@
 //! Typed static keys: each [`Key`] is an index into a per-thread slot table.
 //!
-//! Reads take a fast path that borrows nothing: the record keeps a view of its slot
-//! table in thread-local storage while it is not borrowed (`record::slots_view`),
-//! and a read loads the slot's value address from it and pins the value with a
-//! handle of its own for the length of the caller's closure.
+//! Reads take a fast path that borrows nothing. The first keys to be set (up to
+//! `record::MIRRORED_SLOTS`) are read from a thread-local mirror of their value
+//! addresses; the others from a view of the record's slot table that the record
+//! keeps in thread-local storage while it is not borrowed (`record::slots_view`).
+//! Either way the read pins the value with a handle of its own for the length of
+//! the caller's closure.
 
 use core::marker::PhantomData;
 use core::ptr;
@@ -95,6 +97,17 @@ impl<T: 'static> Key<T> {
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
         let index = self.index.load(Ordering::Relaxed);
+        if index < record::MIRRORED_SLOTS {
+            let address = record::mirrored_slot(index);
+            if address.is_null() {
+                return None;
+            }
+            // SAFETY: slot `index` belongs to this key alone, so its value is a T,
+            // and the mirror names it only while the record's handle keeps it alive;
+            // the pin takes a handle of its own until this call ends.
+            let pinned = unsafe { value::pin::<T>(address) };
+            return Some(f(&*pinned));
+        }
         let (slots, len) = record::slots_view();
         if index >= len {
             return self.with_slow(index, f);
@@ -134,7 +147,7 @@ impl<T: 'static> Key<T> {
     /// removed at once, `None` is returned and it drops when that borrow ends.
     pub fn take(&self) -> Option<T> {
         let index = self.index.load(Ordering::Relaxed);
-        let old = record::with_current(|r| r.slots.take(index))??;
+        let old = record::with_current(|r| r.take_slot(index))??;
         // SAFETY: slot `index` belongs to this key alone, so it only ever holds a T.
         unsafe { old.into_inner_unchecked::<T>() }
     }
@@ -203,6 +216,7 @@ impl Slots {
     }
 
     /// The address of the value in slot `index`, if any.
+    #[inline]
     pub(crate) fn get(&self, index: usize) -> Option<*const ()> {
         Some(self.slots.get(index)?.shared.as_ref()?.address())
     }

@@ -78,6 +78,19 @@ pub fn typed_set(v: u64) -> Option<u64> {
     TYPED.set(v)
 }
 
+/// `Key<u64>::get` used as a `u64` (0 when absent), the way a caller consumes it:
+/// compared with the `Cell` read, which yields a bare `u64`.
+#[inline]
+pub fn typed_get_value() -> u64 {
+    TYPED.get().unwrap_or(0)
+}
+
+/// `Key<u64>::with` used as a `u64` (0 when absent).
+#[inline]
+pub fn typed_with_value() -> u64 {
+    TYPED.with(|v| *v).unwrap_or(0)
+}
+
 /// std `thread_local!` `const` `Cell<u64>` read.
 #[inline]
 pub fn cell_get() -> u64 {

@@ -65,15 +65,26 @@ pub fn pair(plan: Plan, mut ours: impl Batch, mut base: impl Batch) -> Pair {
     Pair { ours: median(o), base: median(b), ratio: median(r) }
 }
 
-/// Measures `ours` against `base` one operation at a time, alternating, `samples`
-/// times each after a short warm-up. For operations of tens of µs (spawning a
-/// thread), whose batch means a few multi-ms outliers would dominate: this compares
-/// medians of single operations, and the ratio is the ratio of the medians.
+/// Spawns timed together in one sample of [`each`].
+pub const RUN: usize = 4;
+
+/// Measures `ours` against `base` in runs of [`RUN`] operations, the sides
+/// alternating (which goes first alternates too), `samples` runs each after a short
+/// warm-up. For operations of tens of µs (spawning a thread), whose long batches a
+/// few multi-ms outliers would dominate: this compares medians of short runs, and
+/// the ratio is the ratio of the medians.
+///
+/// Runs, not single operations: back-to-back spawn+join on this kernel alternates
+/// slow and fast (about 50 and 35 µs here, whatever the thread does), so medians of
+/// single spawns landed between the two modes and swung by ±10% with the order of
+/// the sides. A run of an even number of spawns holds as many of each.
 pub fn each(samples: usize, mut ours: impl FnMut(), mut base: impl FnMut()) -> Pair {
     let time = |f: &mut dyn FnMut()| {
         let start = Instant::now();
-        f();
-        start.elapsed().as_nanos() as f64
+        for _ in 0..RUN {
+            f();
+        }
+        start.elapsed().as_nanos() as f64 / RUN as f64
     };
     for _ in 0..samples / 10 {
         time(&mut ours);
