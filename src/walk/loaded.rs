@@ -74,8 +74,14 @@ impl LoadedObjects {
 }
 
 impl Objects for LoadedObjects {
+    /// Consecutive frames are mostly in one object: a pc inside the range of the
+    /// last object found skips the loader lookup. That object is still loaded, as
+    /// it has frames on this stack (the lookup's own premise).
     fn find(&mut self, pc: u64) -> Result<ObjectInfo<'_>, WalkError> {
-        let mapped = self.strategy.find(pc)?;
+        let mapped = match self.last {
+            Some(last) if last.covers(pc) => last,
+            _ => self.strategy.find(pc)?,
+        };
         let mapped = self.last.insert(mapped);
         Ok(mapped.info(mapped.id() == self.libc))
     }

@@ -63,6 +63,12 @@ impl Mapped {
         }
     }
 
+    /// Whether `pc` lies in the range this object was found with: then it is this
+    /// object's, as loaded objects never overlap.
+    pub(super) fn covers(&self, pc: u64) -> bool {
+        self.start <= pc && pc < self.end
+    }
+
     /// Identity of the object: its `.eh_frame_hdr` address.
     pub(super) fn id(&self) -> u64 {
         self.eh_frame_hdr
