@@ -25,7 +25,9 @@
 //! stored values and at-exit handlers. User code never runs while the crate holds a
 //! borrow of the thread's record, so no call deadlocks or panics for re-entrancy;
 //! each function's docs give the exact outcome. The one exception: calling into the
-//! crate from a key's `Eq` impl panics with a message.
+//! crate from a key's `Eq` or `Hash` impl is not supported. It panics with a message,
+//! except a typed [`Key`] read that needs no borrow (one of the first 16 keys set in
+//! the process), which returns the value.
 //!
 //! # Kill switch
 //! `HIJACK_TLS=off` (also `0`, `false`, `no`) in the environment makes every thread use

@@ -324,3 +324,27 @@ fn reentry_from_a_key_eq_panics_cleanly() {
         assert_eq!(hijack_tls::get::<_, u8>(&"after"), Some(2));
     });
 }
+
+#[test]
+fn a_typed_key_read_from_a_key_eq_needs_no_borrow() {
+    // One of the first keys set in this process (the mirror holds 16).
+    static SEEN: Key<u32> = Key::new();
+    struct Reader(u8);
+    impl std::hash::Hash for Reader {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+        }
+    }
+    impl PartialEq for Reader {
+        fn eq(&self, other: &Self) -> bool {
+            assert_eq!(SEEN.get(), Some(7), "read inside Eq");
+            self.0 == other.0
+        }
+    }
+    impl Eq for Reader {}
+    on_thread(|| {
+        SEEN.set(7);
+        hijack_tls::set(Reader(1), 1_u8);
+        assert_eq!(hijack_tls::get::<_, u8>(&Reader(1)), Some(1));
+    });
+}
