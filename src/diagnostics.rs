@@ -53,17 +53,13 @@ mod imp {
 
     pub(super) fn walk_this_thread() -> (Vec<WalkedFrame>, Result<ReturnSlot, FallbackReason>) {
         let mut frames = Vec::new();
-        let result = arch::with_context(|ctx| {
-            let mut memory = walk::StackMemory::current_thread(ctx)?;
-            let mut objects = walk::LoadedObjects::new();
-            walk::find_exit_slot(ctx, &mut memory, &mut objects, &mut |frame| {
-                frames.push(WalkedFrame {
-                    pc: frame.pc as usize,
-                    cfa: frame.cfa as usize,
-                    in_libc: frame.is_libc,
-                    signal_frame: frame.signal_trampoline,
-                });
-            })
+        let result = walk::walk_this_thread(&mut |frame| {
+            frames.push(WalkedFrame {
+                pc: frame.pc as usize,
+                cfa: frame.cfa as usize,
+                in_libc: frame.is_libc,
+                signal_frame: frame.signal_trampoline,
+            });
         });
         let slot = result
             .map(|found| ReturnSlot {

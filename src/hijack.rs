@@ -79,12 +79,8 @@ pub(crate) fn arm() -> Result<Hijack, FallbackReason> {
     if !crate::pin::trampolines_pinned() {
         return Err(FallbackReason::CannotPin);
     }
-    let found = arch::with_context(|ctx| {
-        let mut memory = walk::StackMemory::current_thread(ctx)?;
-        let mut objects = walk::LoadedObjects::new();
-        walk::find_exit_slot(ctx, &mut memory, &mut objects, &mut |_| {})
-    })
-    .map_err(|error| FallbackReason::StackWalk(WalkFailure(error)))?;
+    let found = walk::walk_this_thread(&mut |_| {})
+        .map_err(|error| FallbackReason::StackWalk(WalkFailure(error)))?;
     let stored_original = found.return_address as usize;
     let original_return =
         arch::strip_return_address(found.return_address, found.ra_signed) as usize;

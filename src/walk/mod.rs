@@ -38,6 +38,6 @@ pub(crate) use loaded::LoadedObjects;
 pub(crate) use loaded::Strategy;
 pub(crate) use memory::{Memory, StackMemory};
 pub(crate) use objects::{ObjectInfo, Objects};
-pub(crate) use walker::{ExitSlot, find_exit_slot};
+pub(crate) use walker::{ExitSlot, walk_this_thread};
 #[allow(unused_imports)]
-pub(crate) use walker::{Frame, MAX_FRAMES};
+pub(crate) use walker::{Frame, MAX_FRAMES, find_exit_slot};

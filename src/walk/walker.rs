@@ -5,8 +5,8 @@ use super::cache::{ROWS, RowCache};
 use super::row::{self, Located, UnwindCtx};
 use super::rules::Rules;
 use super::target::Target;
-use super::{Memory, Objects, WalkError, step};
-use crate::arch::Context;
+use super::{LoadedObjects, Memory, Objects, StackMemory, WalkError, step};
+use crate::arch::{self, Context};
 
 /// Most frames a walk visits. First use may happen 10,000 frames deep.
 pub(crate) const MAX_FRAMES: usize = 100_000;
@@ -42,6 +42,16 @@ pub(crate) struct ExitSlot {
     pub(crate) ra_signed: bool,
     /// Number of frames walked, the target and the frames below it included.
     pub(crate) frames: usize,
+}
+
+/// Walks this thread's own stack from here, through its real memory and loaded
+/// objects: [`find_exit_slot`] on the registers of the caller.
+pub(crate) fn walk_this_thread(visit: &mut impl FnMut(&Frame)) -> Result<ExitSlot, WalkError> {
+    arch::with_context(|ctx| {
+        let mut memory = StackMemory::current_thread(ctx)?;
+        let mut objects = LoadedObjects::new();
+        find_exit_slot(ctx, &mut memory, &mut objects, visit)
+    })
 }
 
 /// Walks the stack described by `ctx` to its end and returns the exit slot: the
