@@ -12,39 +12,11 @@
 
 mod common;
 
-use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::sync::Mutex;
 
-use common::{EXPECT_HIJACK, Log, Tracked};
+use common::{EXPECT_HIJACK, Log, Tracked, libgcc, tls_probe};
 use hijack_tls::Status;
-
-/// `_URC_NO_REASON`: keep walking.
-const URC_NO_REASON: c_int = 0;
-/// `_URC_END_OF_STACK`: the walk reached the outermost frame.
-const URC_END_OF_STACK: c_int = 5;
-
-type TraceFn = extern "C" fn(context: *mut c_void, arg: *mut c_void) -> c_int;
-
-unsafe extern "C" {
-    fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> c_int;
-    fn _Unwind_GetIP(context: *mut c_void) -> usize;
-}
-
-extern "C" fn collect(context: *mut c_void, arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` is the `&mut Vec<usize>` passed by `libgcc_ips`, alive and not
-    // otherwise borrowed during the walk; `context` is the unwinder's live one.
-    unsafe { (*arg.cast::<Vec<usize>>()).push(_Unwind_GetIP(context)) };
-    URC_NO_REASON
-}
-
-/// The ips libgcc finds from here, and why its walk stopped.
-fn libgcc_ips() -> (Vec<usize>, c_int) {
-    let mut ips: Vec<usize> = Vec::with_capacity(256);
-    // SAFETY: `collect` matches `_Unwind_Trace_Fn` and treats `arg` as this Vec.
-    let reason = unsafe { _Unwind_Backtrace(collect, (&raw mut ips).cast()) };
-    (ips, reason)
-}
 
 /// Whether the CPU signs for real (`HWCAP_PACA`); without it `paciasp` is a NOP.
 fn pac_enabled() -> bool {
@@ -60,21 +32,6 @@ fn strip(addr: usize) -> usize {
         std::arch::asm!("hint #7", inout("x30") lr, options(nomem, nostack, preserves_flags))
     };
     lr
-}
-
-/// A std thread-local with a destructor that logs.
-struct Probe(Cell<Option<Log>>);
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        if let Some(log) = self.0.take() {
-            log.push("thread_local destructor");
-        }
-    }
-}
-
-thread_local! {
-    static PROBE: Probe = const { Probe(Cell::new(None)) };
 }
 
 /// What a start routine's body saw, for the test thread to check.
@@ -104,17 +61,17 @@ extern "C-unwind" fn body(arg: *mut c_void) -> *mut c_void {
     hijack_tls::set("value", Tracked::new("value", &job.log));
     let log = job.log.clone();
     hijack_tls::at_exit(move || {
-        let alive = PROBE.try_with(|_| ()).is_ok();
+        let alive = tls_probe::alive();
         log.push(format!("handler: thread_local alive = {alive}"));
     });
-    PROBE.with(|p| p.0.set(Some(job.log.clone())));
+    tls_probe::arm(&job.log);
     let status = hijack_tls::status();
     let slot_word = match status {
         // SAFETY: the slot is a word of this thread's own live stack (from status).
         Status::Hijacked { slot, .. } => unsafe { (slot as *const usize).read_volatile() },
         _ => 0,
     };
-    *job.seen.lock().unwrap() = Seen { status: Some(status), slot_word, libgcc: libgcc_ips() };
+    *job.seen.lock().unwrap() = Seen { status: Some(status), slot_word, libgcc: libgcc::ips() };
     let result = arg.wrapping_add(1);
     if job.exit {
         // SAFETY: ends this raw pthread; the frames it unwinds are "C-unwind", Rust
@@ -211,7 +168,7 @@ fn run(start: extern "C" fn(*mut c_void) -> *mut c_void, exit: bool) -> (usize, 
 fn check(result: usize, log: &Log, seen: &Seen) -> Option<(usize, usize, usize)> {
     assert_eq!(result, 1, "the start routine's return value reaches pthread_join");
     let (ips, reason) = &seen.libgcc;
-    assert_eq!(*reason, URC_END_OF_STACK, "libgcc walks to the end: {ips:x?}");
+    assert_eq!(*reason, libgcc::URC_END_OF_STACK, "libgcc walks to the end: {ips:x?}");
     let status = seen.status.expect("body ran");
     let Status::Hijacked { slot, original_return, trampoline } = status else {
         assert!(!EXPECT_HIJACK, "expected a hijack, got {status}");

@@ -4,39 +4,11 @@
 
 mod common;
 
-use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::EXPECT_HIJACK;
+use common::{EXPECT_HIJACK, libgcc};
 use hijack_tls::Status;
-
-/// `_URC_NO_REASON`: keep walking.
-const URC_NO_REASON: c_int = 0;
-/// `_URC_END_OF_STACK`: the walk reached the outermost frame.
-const URC_END_OF_STACK: c_int = 5;
-
-type TraceFn = extern "C" fn(context: *mut c_void, arg: *mut c_void) -> c_int;
-
-unsafe extern "C" {
-    fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> c_int;
-    fn _Unwind_GetIP(context: *mut c_void) -> usize;
-}
-
-extern "C" fn collect(context: *mut c_void, arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` is the `&mut Vec<usize>` passed by `libgcc_ips`, alive and not
-    // otherwise borrowed during the walk; `context` is the unwinder's live one.
-    unsafe { (*arg.cast::<Vec<usize>>()).push(_Unwind_GetIP(context)) };
-    URC_NO_REASON
-}
-
-/// The ips libgcc finds from here, and why its walk stopped.
-fn libgcc_ips() -> (Vec<usize>, c_int) {
-    let mut ips: Vec<usize> = Vec::with_capacity(256);
-    // SAFETY: `collect` matches `_Unwind_Trace_Fn` and treats `arg` as this Vec.
-    let reason = unsafe { _Unwind_Backtrace(collect, (&raw mut ips).cast()) };
-    (ips, reason)
-}
 
 /// Frame names of a `std::backtrace::Backtrace`, innermost first.
 fn std_frames() -> Vec<String> {
@@ -128,8 +100,8 @@ fn libgcc_steps_from_the_trampoline_to_the_original_return_address() {
     std::thread::spawn(|| {
         hijack_tls::set("x", 1_u32);
         let status = hijack_tls::status();
-        let (ips, reason) = libgcc_ips();
-        assert_eq!(reason, URC_END_OF_STACK, "{ips:x?}");
+        let (ips, reason) = libgcc::ips();
+        assert_eq!(reason, libgcc::URC_END_OF_STACK, "{ips:x?}");
         if let Status::Hijacked { original_return, trampoline, .. } = status {
             let at = ips.iter().position(|&ip| ip == trampoline);
             let at = at.unwrap_or_else(|| panic!("no trampoline {trampoline:#x} in {ips:x?}"));
@@ -150,13 +122,13 @@ fn backtrace_inside_an_at_exit_handler_reaches_the_stack_end() {
     std::thread::spawn(move || {
         hijack_tls::at_exit(move || {
             *seen2.lock().unwrap() = std_frames();
-            reason2.store(libgcc_ips().1 as usize, Ordering::SeqCst);
+            reason2.store(libgcc::ips().1 as usize, Ordering::SeqCst);
         });
     })
     .join()
     .unwrap();
     let frames = seen.lock().unwrap().clone();
-    assert_eq!(reason.load(Ordering::SeqCst), URC_END_OF_STACK as usize, "{frames:#?}");
+    assert_eq!(reason.load(Ordering::SeqCst), libgcc::URC_END_OF_STACK as usize, "{frames:#?}");
     assert!(frames.iter().any(|f| f.contains("start_thread")), "{frames:#?}");
     if EXPECT_HIJACK {
         assert!(frames.iter().any(|f| f.contains("on_trampoline")), "{frames:#?}");

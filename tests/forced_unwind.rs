@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{EXPECT_HIJACK, Log, Tracked};
+use common::{EXPECT_HIJACK, Log, Tracked, tls_probe};
 use hijack_tls::Status;
 
 unsafe extern "C-unwind" {
@@ -20,20 +19,6 @@ unsafe extern "C-unwind" {
 /// `PTHREAD_CANCELED` from `<pthread.h>`: `((void *) -1)`.
 const PTHREAD_CANCELED: *mut c_void = usize::MAX as *mut c_void;
 
-struct Probe(Cell<Option<Log>>);
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        if let Some(log) = self.0.take() {
-            log.push("thread_local destructor");
-        }
-    }
-}
-
-thread_local! {
-    static PROBE: Probe = const { Probe(Cell::new(None)) };
-}
-
 /// A local whose drop shows when the forced unwind passes the start routine.
 struct FrameLocal(Log);
 
@@ -43,16 +28,16 @@ impl Drop for FrameLocal {
     }
 }
 
-/// Registers a value and a handler, then arms PROBE *after* the record (so only
+/// Registers a value and a handler, then arms the TLS probe *after* the record (so only
 /// the hijack's mechanism, not the fallback destructor, sees it alive).
 fn register(log: &Log) -> Status {
     hijack_tls::set("value", Tracked::new("value", log));
     let inner = log.clone();
     hijack_tls::at_exit(move || {
-        let alive = PROBE.try_with(|_| ()).is_ok();
+        let alive = tls_probe::alive();
         inner.push(format!("handler: thread_local alive = {alive}"));
     });
-    PROBE.with(|p| p.0.set(Some(log.clone())));
+    tls_probe::arm(log);
     hijack_tls::status()
 }
 

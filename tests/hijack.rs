@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use common::{EXPECT_HIJACK, Log, Tracked, on_thread};
+use common::{EXPECT_HIJACK, Log, Tracked, on_thread, tls_probe};
 use hijack_tls::{FallbackReason, Status};
 
 fn assert_hijacked(status: Status) {
@@ -19,24 +18,9 @@ fn assert_hijacked(status: Status) {
     }
 }
 
-/// A std thread-local with a destructor that logs.
-struct Probe(Cell<Option<Log>>);
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        if let Some(log) = self.0.take() {
-            log.push("thread_local destructor");
-        }
-    }
-}
-
-thread_local! {
-    static PROBE: Probe = const { Probe(Cell::new(None)) };
-}
-
-/// Arms PROBE's destructor to log into `log`.
+/// Arms the TLS probe's destructor to log into `log`.
 fn touch_probe(log: &Log) {
-    PROBE.with(|p| p.0.set(Some(log.clone())));
+    tls_probe::arm(log);
 }
 
 /// The order every thread kind must show: handler (with the thread-local alive),
@@ -57,12 +41,12 @@ fn assert_exit_order(log: &Log) {
     }
 }
 
-/// Stores a value and a handler that checks PROBE is still alive.
+/// Stores a value and a handler that checks the TLS probe is still alive.
 fn register_value_and_handler(log: &Log) {
     hijack_tls::set("value", Tracked::new("value", log));
     let log = log.clone();
     hijack_tls::at_exit(move || {
-        let alive = PROBE.try_with(|_| ()).is_ok();
+        let alive = tls_probe::alive();
         log.push(format!("handler: thread_local alive = {alive}"));
     });
 }

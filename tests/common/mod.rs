@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod libgcc;
+pub mod tls_probe;
+
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
