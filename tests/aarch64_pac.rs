@@ -59,11 +59,7 @@ extern "C-unwind" fn body(arg: *mut c_void) -> *mut c_void {
     // SAFETY: `arg` is the `Job` passed by `run`, alive until the thread is joined.
     let job = unsafe { &*arg.cast::<Job>() };
     hijack_tls::set("value", Tracked::new("value", &job.log));
-    let log = job.log.clone();
-    hijack_tls::at_exit(move || {
-        let alive = tls_probe::alive();
-        log.push(format!("handler: thread_local alive = {alive}"));
-    });
+    tls_probe::log_alive_at_exit(&job.log);
     tls_probe::arm(&job.log);
     let status = hijack_tls::status();
     let slot_word = match status {

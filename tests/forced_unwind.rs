@@ -32,11 +32,7 @@ impl Drop for FrameLocal {
 /// the hijack's mechanism, not the fallback destructor, sees it alive).
 fn register(log: &Log) -> Status {
     hijack_tls::set("value", Tracked::new("value", log));
-    let inner = log.clone();
-    hijack_tls::at_exit(move || {
-        let alive = tls_probe::alive();
-        inner.push(format!("handler: thread_local alive = {alive}"));
-    });
+    tls_probe::log_alive_at_exit(log);
     tls_probe::arm(log);
     hijack_tls::status()
 }

@@ -44,11 +44,7 @@ fn assert_exit_order(log: &Log) {
 /// Stores a value and a handler that checks the TLS probe is still alive.
 fn register_value_and_handler(log: &Log) {
     hijack_tls::set("value", Tracked::new("value", log));
-    let log = log.clone();
-    hijack_tls::at_exit(move || {
-        let alive = tls_probe::alive();
-        log.push(format!("handler: thread_local alive = {alive}"));
-    });
+    tls_probe::log_alive_at_exit(log);
 }
 
 #[test]
