@@ -1,6 +1,6 @@
 //! Typed keys on both read paths: the first keys set in the process are read from
 //! the thread-local mirror of their value addresses, later ones through the view of
-//! the slot table. Forty keys here, so both paths are exercised whatever order the
+//! the slot table. Eighty keys here, so both paths are exercised whatever order the
 //! tests run in; every check runs over all of them.
 
 mod common;
@@ -12,14 +12,18 @@ use hijack_tls::Key;
 const KEYS: usize = 40;
 
 static NUMBERS: [Key<u64>; KEYS] = [const { Key::new() }; KEYS];
+static TRACKED: [Key<Tracked>; KEYS] = [const { Key::new() }; KEYS];
 
-/// Gives every key an index, in order, before any test uses them.
+/// Gives every key an index before any test uses them, the two arrays interleaved:
+/// the first 8 of each are mirrored, the rest are read through the view.
 fn assign_all() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         on_thread(|| {
-            for key in &NUMBERS {
-                key.set(0);
+            let scratch = Log::default();
+            for (number, tracked) in NUMBERS.iter().zip(&TRACKED) {
+                number.set(0);
+                tracked.set(Tracked::new("scratch", &scratch));
             }
         });
     });
@@ -84,7 +88,6 @@ fn a_fresh_thread_sees_no_values_of_another() {
 #[test]
 fn replacing_a_borrowed_value_keeps_the_borrow_on_both_paths() {
     assign_all();
-    static TRACKED: [Key<Tracked>; KEYS] = [const { Key::new() }; KEYS];
     let log = Log::default();
     let inner = log.clone();
     on_thread(move || {

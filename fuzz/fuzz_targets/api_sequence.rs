@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: Vec<ops::Op>| {
+    static KEYS: std::sync::Once = std::sync::Once::new();
+    KEYS.call_once(real::assign_key_indices);
     let mut ops = input;
     ops::bound(&mut ops);
     let log = Arc::new(Mutex::new(Vec::new()));

@@ -18,6 +18,25 @@ pub static LIVE: AtomicIsize = AtomicIsize::new(0);
 static NUM: Key<u32> = Key::new();
 static TRACKED: Key<Tracked> = Key::new();
 
+/// Keys set once between `NUM` and `TRACKED` so that the two take different read
+/// paths: `NUM` the thread-local mirror of the first 16 slots, `TRACKED` the view.
+static FILLERS: [Key<u8>; 16] = [const { Key::new() }; 16];
+
+/// Gives `NUM` the first slot index and `TRACKED` one past the mirror, on a
+/// scratch thread that keeps nothing. Call once before the first run.
+pub fn assign_key_indices() {
+    std::thread::spawn(|| {
+        NUM.set(0);
+        for filler in &FILLERS {
+            filler.set(0);
+        }
+        TRACKED.set(Exec::new(Arc::default()).tracked(&[]));
+        hijack_tls::unload();
+    })
+    .join()
+    .expect("assigning key indices");
+}
+
 /// The executor's state, shared by every value and handler it creates.
 pub struct Exec {
     log: Arc<Mutex<Vec<Event>>>,
