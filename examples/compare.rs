@@ -210,6 +210,13 @@ fn per_thread(rows: &mut Vec<Row>, process_first: f64) {
         ));
         rows.push(Row::note("cold: walk + patch (difference)", ns(first - first_fallback)));
     }
+    let new_site = timing::median(
+        NEW_CALL_SITES.iter().map(|&site| thread::spawn(site).join().expect("thread")).collect(),
+    );
+    rows.push(Row::note(
+        "cold: first `id()` from a call site the walk has not seen (one frame's rules from `.eh_frame`)",
+        ns(new_site),
+    ));
     rows.push(Row::note(
         "cold: first `id()` in the process (+ FDE/GDB registration)",
         ns(process_first),
@@ -251,6 +258,38 @@ fn first_id_ns() -> f64 {
     hijack_tls::id();
     start.elapsed().as_nanos() as f64
 }
+
+/// [`first_id_ns`] in a function of its own for each `N`: each instantiation is new
+/// code, so the first walk through it computes that frame's rules from `.eh_frame`
+/// instead of finding them in the row cache (the thread's other frames are cached).
+#[inline(never)]
+fn first_id_ns_at<const N: usize>() -> f64 {
+    let start = Instant::now();
+    hijack_tls::id();
+    let elapsed = start.elapsed().as_nanos() as f64;
+    std::hint::black_box(N);
+    elapsed
+}
+
+/// Start routines whose walks each meet one frame the row cache has not seen.
+const NEW_CALL_SITES: [fn() -> f64; 16] = [
+    first_id_ns_at::<0>,
+    first_id_ns_at::<1>,
+    first_id_ns_at::<2>,
+    first_id_ns_at::<3>,
+    first_id_ns_at::<4>,
+    first_id_ns_at::<5>,
+    first_id_ns_at::<6>,
+    first_id_ns_at::<7>,
+    first_id_ns_at::<8>,
+    first_id_ns_at::<9>,
+    first_id_ns_at::<10>,
+    first_id_ns_at::<11>,
+    first_id_ns_at::<12>,
+    first_id_ns_at::<13>,
+    first_id_ns_at::<14>,
+    first_id_ns_at::<15>,
+];
 
 /// Runs this program again with `args` and `env`, and parses the numbers it prints.
 fn child(args: &[&str], env: &[(&str, &str)]) -> Vec<f64> {
