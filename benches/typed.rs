@@ -16,6 +16,8 @@ fn reads(c: &mut Criterion) {
     let mut group = c.benchmark_group("key_u64_read");
     group.bench_function("Key::get", |b| b.iter(workloads::typed_get));
     group.bench_function("Key::with", |b| b.iter(workloads::typed_with));
+    group.bench_function("Key::get as u64", |b| b.iter(workloads::typed_get_value));
+    group.bench_function("Key::with as u64", |b| b.iter(workloads::typed_with_value));
     group.bench_function("thread_local! const Cell", |b| b.iter(workloads::cell_get));
     group.bench_function("ThreadLocal::get", |b| b.iter(|| alternatives.thread_local_get()));
     group.bench_function("pthread_getspecific", |b| b.iter(|| alternatives.pthread_get()));
