@@ -50,6 +50,9 @@ fn under_llvm_libunwind(case: &str, check: impl FnOnce()) {
     assert!(stdout.contains("checked"), "the child did not run its checks:\n{stdout}\n{stderr}");
 }
 
+/// What `libgcc::ips` returns: the ips, and why the walk stopped.
+type Walk = (Vec<usize>, std::ffi::c_int);
+
 /// The file of the object holding `address`.
 fn object_of(address: usize) -> String {
     // SAFETY: `Dl_info` is plain data; `dladdr` only writes it.
@@ -112,7 +115,7 @@ fn llvm_libunwind_steps_from_the_trampoline_to_the_original_return_address() {
 #[test]
 fn llvm_libunwind_walks_from_an_at_exit_handler_to_the_stack_end() {
     under_llvm_libunwind("llvm_libunwind_walks_from_an_at_exit_handler_to_the_stack_end", || {
-        let seen: Arc<Mutex<Option<(Vec<usize>, i32)>>> = Arc::default();
+        let seen: Arc<Mutex<Option<Walk>>> = Arc::default();
         let inner = seen.clone();
         std::thread::spawn(move || {
             hijack_tls::at_exit(move || *inner.lock().unwrap() = Some(libgcc::ips()));
