@@ -22,7 +22,7 @@ use super::ObjectInfo;
 use super::row::Meta;
 use super::rules::Rules;
 use gimli::Register;
-use std::sync::{Mutex, MutexGuard};
+use super::try_lock::{Guard, TryLock};
 
 /// Entries in the table.
 const ENTRIES: usize = 64;
@@ -224,7 +224,7 @@ impl Set {
 /// use their own.
 pub(crate) struct RowCache {
     /// The sets, each locked on its own.
-    sets: [Mutex<Set>; SETS],
+    sets: [TryLock<Set>; SETS],
 }
 
 /// The process's row cache.
@@ -233,12 +233,12 @@ pub(crate) static ROWS: RowCache = RowCache::new();
 impl RowCache {
     /// An empty table.
     pub(crate) const fn new() -> Self {
-        RowCache { sets: [const { Mutex::new(Set::EMPTY) }; SETS] }
+        RowCache { sets: [const { TryLock::new(Set::EMPTY) }; SETS] }
     }
 
     /// The set of `pc`, if it is free right now (never waits for it).
-    fn try_set(&self, pc: u64) -> Option<MutexGuard<'_, Set>> {
-        self.sets[set_of(pc)].try_lock().ok()
+    fn try_set(&self, pc: u64) -> Option<Guard<'_, Set>> {
+        self.sets[set_of(pc)].try_lock()
     }
 
     /// Copies the cached rules for `pc` in `object` into `rules` and returns the
@@ -291,7 +291,7 @@ impl RowCache {
     #[cfg(feature = "fuzzing")]
     pub(crate) fn clear(&self) {
         for set in &self.sets {
-            *set.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Set::EMPTY;
+            *set.lock() = Set::EMPTY;
         }
     }
 
@@ -299,6 +299,6 @@ impl RowCache {
     /// walk meanwhile must neither wait nor cache `pc`).
     #[cfg(test)]
     pub(crate) fn hold(&self, pc: u64) -> impl Sized + '_ {
-        self.sets[set_of(pc)].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.sets[set_of(pc)].lock()
     }
 }

@@ -26,6 +26,7 @@ mod rules;
 mod step;
 mod storage;
 mod target;
+mod try_lock;
 mod walker;
 
 #[cfg(test)]
