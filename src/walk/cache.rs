@@ -21,8 +21,8 @@
 use super::ObjectInfo;
 use super::row::Meta;
 use super::rules::Rules;
-use gimli::Register;
 use super::try_lock::{Guard, TryLock};
+use gimli::Register;
 
 /// Entries in the table.
 const ENTRIES: usize = 64;
