@@ -25,9 +25,9 @@
 //! stored values and at-exit handlers. User code never runs while the crate holds a
 //! borrow of the thread's record, so no call deadlocks or panics for re-entrancy;
 //! each function's docs give the exact outcome. The one exception: calling into the
-//! crate from a key's `Eq` or `Hash` impl is not supported. It panics with a message,
-//! except a typed [`Key`] read that needs no borrow (one of the first 16 keys set in
-//! the process), which returns the value.
+//! crate from a key's `Eq` impl is not supported. It panics with a message, except a
+//! typed [`Key`] read that needs no borrow (a key among the first 16 to take a slot
+//! index in the process), which returns the value.
 //!
 //! # Kill switch
 //! `HIJACK_TLS=off` (also `0`, `false`, `no`) in the environment makes every thread use

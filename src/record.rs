@@ -321,8 +321,8 @@ pub(crate) fn current_id() -> u64 {
 /// key's `Eq`/`Hash`.
 ///
 /// # Panics
-/// If called while the record is already borrowed, which only a key's `Eq` or `Hash`
-/// calling back into this crate can cause.
+/// If called while the record is already borrowed, which only a key's `Eq` calling
+/// back into this crate can cause.
 ///
 /// # Safety
 /// `record` must be a live record of this thread (from [`current_ptr`] or held by the
@@ -341,7 +341,7 @@ pub(crate) unsafe fn borrow<R>(record: *mut Record, f: impl FnOnce(&mut Record) 
     LOCAL.with(|local| {
         assert!(
             !local.borrowed.replace(true),
-            "hijack-tls was called from a key's Eq or Hash impl; that is not supported"
+            "hijack-tls was called from a key's Eq impl; that is not supported"
         );
         // No fast path may read the record while `f` may change it.
         local.slots_len.set(0);

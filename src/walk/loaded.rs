@@ -74,12 +74,15 @@ impl LoadedObjects {
 }
 
 impl Objects for LoadedObjects {
-    /// Consecutive frames are mostly in one object: a pc inside the range of the
-    /// last object found skips the loader lookup. That object is still loaded, as
-    /// it has frames on this stack (the lookup's own premise).
+    /// Consecutive frames are mostly in one object: with `_dl_find_object`, a pc
+    /// inside the last object's mapping skips the loader lookup (the same range the
+    /// lookup searches, so the same answer; the object is still loaded, as it has
+    /// frames on this stack). Not with `dl_iterate_phdr`, whose range may span
+    /// unmapped gaps between segments where another mapping can sit.
     fn find(&mut self, pc: u64) -> Result<ObjectInfo<'_>, WalkError> {
+        let reuse = matches!(self.strategy, Strategy::FindObject(_));
         let mapped = match self.last {
-            Some(last) if last.covers(pc) => last,
+            Some(last) if reuse && last.covers(pc) => last,
             _ => self.strategy.find(pc)?,
         };
         let mapped = self.last.insert(mapped);

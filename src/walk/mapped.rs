@@ -63,8 +63,8 @@ impl Mapped {
         }
     }
 
-    /// Whether `pc` lies in the range this object was found with: then it is this
-    /// object's, as loaded objects never overlap.
+    /// Whether `pc` lies in the range this object was found with. For
+    /// `_dl_find_object`'s whole-mapping range that makes `pc` this object's.
     pub(super) fn covers(&self, pc: u64) -> bool {
         self.start <= pc && pc < self.end
     }

@@ -5,6 +5,7 @@
 //! two; and nothing is poisoned, since nothing that runs under it can panic.
 
 use core::cell::UnsafeCell;
+use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,7 +31,8 @@ impl<T> TryLock<T> {
     pub(crate) fn try_lock(&self) -> Option<Guard<'_, T>> {
         // Not `then_some`: a guard built for a lock someone else holds would
         // release it when dropped.
-        (!self.locked.swap(true, Ordering::Acquire)).then(|| Guard { lock: self })
+        (!self.locked.swap(true, Ordering::Acquire))
+            .then(|| Guard { lock: self, _value: PhantomData })
     }
 
     /// The value, yielding the CPU until it is free (tests and fuzzing only: the
@@ -49,6 +51,8 @@ impl<T> TryLock<T> {
 /// Exclusive access to a [`TryLock`]'s value until dropped.
 pub(crate) struct Guard<'a, T> {
     lock: &'a TryLock<T>,
+    /// Makes the guard `Sync` only where `T` is, like `&mut T` (it hands out `&T`).
+    _value: PhantomData<&'a mut T>,
 }
 
 impl<T> Deref for Guard<'_, T> {
