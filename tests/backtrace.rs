@@ -97,21 +97,7 @@ fn backtraces_below_user_code_match_an_unhijacked_thread() {
 
 #[test]
 fn libgcc_steps_from_the_trampoline_to_the_original_return_address() {
-    std::thread::spawn(|| {
-        hijack_tls::set("x", 1_u32);
-        let status = hijack_tls::status();
-        let (ips, reason) = libgcc::ips();
-        assert_eq!(reason, libgcc::URC_END_OF_STACK, "{ips:x?}");
-        if let Status::Hijacked { original_return, trampoline, .. } = status {
-            let at = ips.iter().position(|&ip| ip == trampoline);
-            let at = at.unwrap_or_else(|| panic!("no trampoline {trampoline:#x} in {ips:x?}"));
-            assert_eq!(ips.get(at + 1), Some(&original_return), "{ips:x?}");
-        } else if EXPECT_HIJACK {
-            panic!("the thread was not hijacked: {status}");
-        }
-    })
-    .join()
-    .unwrap();
+    libgcc::check_steps_through_the_trampoline();
 }
 
 #[test]

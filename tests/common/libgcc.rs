@@ -29,3 +29,24 @@ pub fn ips() -> (Vec<usize>, c_int) {
     let reason = unsafe { _Unwind_Backtrace(collect, (&raw mut ips).cast()) };
     (ips, reason)
 }
+
+/// On a fresh thread: gives it a record, then checks that the unwinder's walk ends
+/// at the stack's end and steps from the trampoline to the original return address
+/// (when the thread is hijacked, which it must be where the hijack is expected).
+pub fn check_steps_through_the_trampoline() {
+    std::thread::spawn(|| {
+        hijack_tls::set("x", 1_u32);
+        let status = hijack_tls::status();
+        let (ips, reason) = ips();
+        assert_eq!(reason, URC_END_OF_STACK, "{ips:x?}");
+        if let hijack_tls::Status::Hijacked { original_return, trampoline, .. } = status {
+            let at = ips.iter().position(|&ip| ip == trampoline);
+            let at = at.unwrap_or_else(|| panic!("no trampoline {trampoline:#x} in {ips:x?}"));
+            assert_eq!(ips.get(at + 1), Some(&original_return), "{ips:x?}");
+        } else if super::EXPECT_HIJACK {
+            panic!("the thread was not hijacked: {status}");
+        }
+    })
+    .join()
+    .unwrap();
+}
