@@ -7,7 +7,7 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use common::{EXPECT_HIJACK, Log, Tracked, on_thread, tls_probe};
+use common::{EXPECT_HIJACK, Log, Tracked, on_thread, recurse_then, tls_probe};
 use hijack_tls::{FallbackReason, Status};
 
 fn assert_hijacked(status: Status) {
@@ -120,15 +120,6 @@ fn pool_thread_created_before_first_use() {
     drop(jobs);
     pool.join().unwrap();
     assert_exit_order(&log);
-}
-
-#[inline(never)]
-fn recurse_then(depth: usize, f: &mut dyn FnMut()) -> usize {
-    if depth == 0 {
-        f();
-        return 0;
-    }
-    1 + std::hint::black_box(recurse_then(depth - 1, f))
 }
 
 #[test]

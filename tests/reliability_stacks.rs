@@ -12,7 +12,7 @@ mod support;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{EXPECT_HIJACK, is_child, run_child};
+use common::{EXPECT_HIJACK, is_child, recurse_then, run_child};
 use hijack_tls::{FallbackReason, Status};
 use support::{join_raw, run_probe, spawn_raw, spawn_raw_with};
 
@@ -279,15 +279,6 @@ fn first_use_with_little_stack_left_falls_back_instead_of_overflowing() {
     // Unoptimised frames are several times larger: the test's own frames and the
     // path up to the walk's headroom check use most of a 16 KiB stack there.
     minimum_stack_case(if cfg!(debug_assertions) { 2 << 10 } else { 8 << 10 });
-}
-
-#[inline(never)]
-fn recurse_then(depth: usize, f: &mut dyn FnMut()) -> usize {
-    if depth == 0 {
-        f();
-        return 0;
-    }
-    1 + std::hint::black_box(recurse_then(depth - 1, f))
 }
 
 static DEEP: Counts = Counts::new();

@@ -54,6 +54,17 @@ impl Drop for Tracked {
     }
 }
 
+/// Calls `f` from `depth` frames deeper than the caller (each frame kept by
+/// `black_box`), and returns `depth`.
+#[inline(never)]
+pub fn recurse_then(depth: usize, f: &mut dyn FnMut()) -> usize {
+    if depth == 0 {
+        f();
+        return 0;
+    }
+    1 + std::hint::black_box(recurse_then(depth - 1, f))
+}
+
 /// Runs `f` on a fresh std thread and waits for it to exit.
 pub fn on_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     std::thread::spawn(f).join().expect("thread panicked")
