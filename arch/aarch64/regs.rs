@@ -42,6 +42,13 @@ pub(crate) const CAPTURED: u64 = {
     bits | bit(SP) | bit(PC)
 };
 
+/// The `known` bits of the callee-saved registers x19-x29 (AAPCS64 §6.1.1).
+const CALLEE_SAVED: u64 = CAPTURED & !bit(SP) & !bit(PC);
+
+/// Register rules a frame that saves every callee-saved register has: those,
+/// the return-address column and the stack pointer.
+pub(crate) const FULL_SAVE_RULES: usize = CALLEE_SAVED.count_ones() as usize + 2;
+
 /// The `known` bit of register `reg` (which must be below [`COUNT`]).
 const fn bit(reg: Register) -> u64 {
     1 << reg.0
@@ -58,7 +65,7 @@ pub(crate) fn vendor() -> gimli::Vendor {
 /// walk does not track). A callee-saved register with no CFI rule keeps its value
 /// across the call; any other register without a rule is unknown in the caller.
 pub(crate) fn is_callee_saved(reg: Register) -> bool {
-    matches!(reg.0, 19..=29)
+    usize::from(reg.0) < COUNT && CALLEE_SAVED & bit(reg) != 0
 }
 
 /// The registers of one frame, each with a "known" flag.
@@ -103,6 +110,20 @@ impl Context {
         if n < COUNT {
             self.regs[n] = value;
             self.known |= 1 << n;
+        }
+    }
+
+    /// This frame's known callee-saved registers, every other register unknown:
+    /// what the caller sees of the registers no unwind rule mentions.
+    pub(crate) fn callee_saved(&self) -> Self {
+        Context { regs: self.regs, known: self.known & CALLEE_SAVED }
+    }
+
+    /// Marks `reg` unknown (a register outside this file is ignored).
+    pub(crate) fn forget(&mut self, reg: Register) {
+        let n = usize::from(reg.0);
+        if n < COUNT {
+            self.known &= !(1 << n);
         }
     }
 

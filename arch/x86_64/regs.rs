@@ -35,6 +35,19 @@ pub(crate) const CAPTURED: u32 = bit(gimli::X86_64::RBX)
     | bit(SP)
     | bit(RA);
 
+/// The `known` bits of the callee-saved registers (psABI 3.2.1: rbx, rbp,
+/// r12-r15).
+const CALLEE_SAVED: u32 = bit(gimli::X86_64::RBX)
+    | bit(gimli::X86_64::RBP)
+    | bit(gimli::X86_64::R12)
+    | bit(gimli::X86_64::R13)
+    | bit(gimli::X86_64::R14)
+    | bit(gimli::X86_64::R15);
+
+/// Register rules a frame that saves every callee-saved register has: those,
+/// the return-address column and the stack pointer.
+pub(crate) const FULL_SAVE_RULES: usize = CALLEE_SAVED.count_ones() as usize + 2;
+
 /// The `known` bit of register `reg` (which must be below [`COUNT`]).
 const fn bit(reg: Register) -> u32 {
     1 << reg.0
@@ -49,7 +62,7 @@ pub(crate) fn vendor() -> gimli::Vendor {
 /// register with no CFI rule keeps its value across the call ("same value");
 /// any other register without a rule is unknown in the caller.
 pub(crate) fn is_callee_saved(reg: Register) -> bool {
-    matches!(reg.0, 3 | 6 | 12..=15)
+    usize::from(reg.0) < COUNT && CALLEE_SAVED & bit(reg) != 0
 }
 
 /// The code address inside a return address as stored on the stack. x86_64 stores
@@ -106,6 +119,20 @@ impl Context {
         if n < COUNT {
             self.regs[n] = value;
             self.known |= 1 << n;
+        }
+    }
+
+    /// This frame's known callee-saved registers, every other register unknown:
+    /// what the caller sees of the registers no unwind rule mentions.
+    pub(crate) fn callee_saved(&self) -> Self {
+        Context { regs: self.regs, known: self.known & CALLEE_SAVED }
+    }
+
+    /// Marks `reg` unknown (a register outside this file is ignored).
+    pub(crate) fn forget(&mut self, reg: Register) {
+        let n = usize::from(reg.0);
+        if n < COUNT {
+            self.known &= !(1 << n);
         }
     }
 

@@ -88,6 +88,26 @@ pub(crate) struct FakeObject {
     pub(crate) is_libc: bool,
 }
 
+/// Fake objects that report an unload count, so a walk over them uses and fills
+/// the recipe cache like a walk over the loaded objects.
+#[derive(Clone, Debug)]
+pub(crate) struct CountedObjects {
+    /// The objects.
+    pub(crate) objects: FakeObjects,
+    /// What [`Objects::unload_generation`] answers.
+    pub(crate) generation: u64,
+}
+
+impl Objects for CountedObjects {
+    fn find(&mut self, pc: u64) -> Result<ObjectInfo<'_>, WalkError> {
+        self.objects.find(pc)
+    }
+
+    fn unload_generation(&mut self) -> Option<u64> {
+        Some(self.generation)
+    }
+}
+
 /// A set of fake objects.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FakeObjects(pub(crate) Vec<FakeObject>);

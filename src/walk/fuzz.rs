@@ -1,7 +1,8 @@
 //! The fuzz target's way into the walker (feature `fuzzing`, `fuzz/walker_cfi`):
 //! one walk over a fake stack and fake objects whose unwind sections are arbitrary
-//! bytes, checked against a second walk of the same input that takes its rules
-//! from the row cache the first one filled.
+//! bytes, checked against two more walks of the same input: one that unwinds from
+//! the recipes the first one compiled, one that takes its rules from the row cache
+//! the first one filled.
 //!
 //! The fake process: code at [`TEXT`], its lower half an "app" and its upper half
 //! "libc" (so the target search sees both), both described by one `.eh_frame` at
@@ -21,8 +22,10 @@
 //! Short inputs are read as far as they go (missing parts are empty).
 
 use super::cache::RowCache;
-use super::fake::{FakeObject, FakeObjects, FakeStack};
-use super::walker::{Frame, find_exit_slot_cached};
+use super::fake::{CountedObjects, FakeObject, FakeObjects, FakeStack};
+use super::recipe_cache::RecipeCache;
+use super::walker::{Caches, Frame, find_exit_slot_cached};
+use super::{ExitSlot, Objects, WalkError};
 use crate::arch::Context;
 use core::ops::Range;
 
@@ -47,10 +50,14 @@ pub const MAX_FRAMES: usize = 256;
 /// The fuzz walks' own row cache, emptied before each input so runs repeat.
 static ROWS: RowCache = RowCache::new();
 
+/// The fuzz walks' own recipe cache, emptied before each input.
+static RECIPES: RecipeCache = RecipeCache::new();
+
 /// Walks the fake process with `regs` over `stack` (mapped at `stack_base`),
-/// twice: with an empty row cache, then with the rows the first walk cached.
-/// Returns the walk's error as text. Panics only if the two walks differ (a
-/// cache bug); any panic inside the walker is a bug too.
+/// three times: with empty caches, then from the recipes the first walk compiled,
+/// then (with no unload count, so no recipes) from the rows it cached. Returns the
+/// walk's error as text. Panics only if the walks differ (a cache or recipe bug);
+/// any panic inside the walker is a bug too.
 ///
 /// `regs[0]` is the pc, `regs[1]` the stack pointer, `regs[2 + n]` DWARF register
 /// `n`; registers not given are unknown.
@@ -69,23 +76,35 @@ pub fn walk_fake(
         eh_frame_addr: EH_FRAME_ADDR,
         is_libc,
     };
-    let mut objects =
-        FakeObjects(vec![object(TEXT.start..LIBC, false), object(LIBC..TEXT.end, true)]);
+    let mut objects = CountedObjects {
+        objects: FakeObjects(vec![object(TEXT.start..LIBC, false), object(LIBC..TEXT.end, true)]),
+        generation: 1,
+    };
     let stack = FakeStack::from_bytes(stack_base, stack).ok_or("the stack ends past 2^64")?;
     let ctx = context(regs);
     ROWS.clear();
-    // The same objects both times: gimli's errors hold addresses in the sections.
-    let mut walk = |mut stack: FakeStack| {
-        let mut frames = Vec::new();
-        let mut visit = |frame: &Frame| frames.push(*frame);
-        let found =
-            find_exit_slot_cached(&ROWS, MAX_FRAMES, &ctx, &mut stack, &mut objects, &mut visit);
-        (found, frames)
-    };
-    let cold = walk(stack.clone());
-    let warm = walk(stack);
-    assert_eq!(cold, warm, "a walk from cached rows differs from the uncached walk");
+    RECIPES.clear();
+    let caches = Caches { rows: &ROWS, recipes: &RECIPES };
+    let cold = walk_once(caches, &ctx, stack.clone(), &mut objects);
+    let from_recipes = walk_once(caches, &ctx, stack.clone(), &mut objects);
+    assert_eq!(cold, from_recipes, "a walk from recipes differs from the uncached walk");
+    let from_rows = walk_once(caches, &ctx, stack, &mut objects.objects);
+    assert_eq!(cold, from_rows, "a walk from cached rows differs from the uncached walk");
     cold.0.map(drop).map_err(|error| error.to_string())
+}
+
+/// One walk with `caches`: its result and the frames it visited.
+fn walk_once(
+    caches: Caches<'_>,
+    ctx: &Context,
+    mut stack: FakeStack,
+    objects: &mut impl Objects,
+) -> (Result<ExitSlot, WalkError>, Vec<Frame>) {
+    let mut frames = Vec::new();
+    let found = find_exit_slot_cached(caches, MAX_FRAMES, ctx, &mut stack, objects, &mut |frame| {
+        frames.push(*frame)
+    });
+    (found, frames)
 }
 
 /// The registers of `regs` as [`walk_fake`] documents them.

@@ -88,4 +88,9 @@ impl Objects for LoadedObjects {
         let mapped = self.last.insert(mapped);
         Ok(mapped.info(mapped.id() == self.libc))
     }
+
+    /// glibc's count of unloaded objects, whatever the lookup strategy.
+    fn unload_generation(&mut self) -> Option<u64> {
+        phdr::unload_count()
+    }
 }

@@ -21,6 +21,8 @@ mod mapped;
 mod memory;
 mod objects;
 mod phdr;
+mod recipe;
+mod recipe_cache;
 mod row;
 mod rules;
 mod step;

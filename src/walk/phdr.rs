@@ -25,6 +25,34 @@ pub(super) fn find(pc: u64) -> Result<Mapped, WalkError> {
     search.found.unwrap_or(Err(WalkError::NoObject { pc }))
 }
 
+/// How many objects the loader has unloaded so far (`dlpi_subs`, glibc 2.3.4+),
+/// if it reports it: read from the first object `dl_iterate_phdr` visits.
+pub(super) fn unload_count() -> Option<u64> {
+    let mut count: Option<u64> = None;
+    // SAFETY: `count_callback` matches the expected signature and only uses `data`
+    // as the `Option<u64>` passed here, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(count_callback), (&raw mut count).cast()) };
+    count
+}
+
+/// Stores the unload count of the `dl_phdr_info` it gets and stops the iteration.
+///
+/// # Safety
+/// `info` must point to a valid `dl_phdr_info` of `size` bytes and `data` to an
+/// `Option<u64>`, as `dl_iterate_phdr` guarantees for the call in [`unload_count`].
+unsafe extern "C" fn count_callback(
+    info: *mut dl_phdr_info,
+    size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: per this function's contract.
+    let (info, count) = unsafe { (&*info, &mut *data.cast::<Option<u64>>()) };
+    // Older loaders pass a shorter struct without the counts.
+    let has_counts = size >= core::mem::offset_of!(dl_phdr_info, dlpi_subs) + size_of::<u64>();
+    *count = has_counts.then_some(info.dlpi_subs);
+    1
+}
+
 /// `[start, end)` of a segment once loaded with `bias`.
 fn segment(bias: u64, phdr: &Elf64_Phdr) -> (u64, u64) {
     let start = bias.wrapping_add(phdr.p_vaddr);

@@ -59,9 +59,29 @@ impl Rules {
     /// (in place: a walk keeps one `Rules` for all its frames). Rules of other
     /// registers (vector, x87, ..) are dropped: no step reads them.
     pub(crate) fn set_from(&mut self, row: &Row) {
-        self.cfa = Cfa::from(row.cfa());
+        self.set(row.cfa(), row.registers());
+    }
+
+    /// Becomes the rules `cfa` and `registers` (tests build rows without gimli).
+    #[cfg(test)]
+    pub(crate) fn set_for_test(
+        &mut self,
+        cfa: CfaRule<usize>,
+        registers: &[(Register, RegisterRule<usize>)],
+    ) {
+        self.set(&cfa, registers.iter());
+    }
+
+    /// Becomes the CFA rule `cfa` and the rules of `registers`, in the same
+    /// order; the first rule given for a register is the one kept.
+    fn set<'r>(
+        &mut self,
+        cfa: &CfaRule<usize>,
+        registers: impl Iterator<Item = &'r (Register, RegisterRule<usize>)>,
+    ) {
+        self.cfa = Cfa::from(cfa);
         self.present = 0;
-        for (reg, rule) in row.registers() {
+        for (reg, rule) in registers {
             let Some(bit) = Self::bit(*reg) else { continue };
             // gimli keeps one rule per register; were there two, its `register`
             // would answer the first, and so does this.

@@ -2,6 +2,7 @@
 //! caller's registers, and records how the return address is saved.
 
 use super::expr::{self, Purpose};
+use super::recipe::{Recipe, SimpleRule};
 use super::row::Located;
 use super::{Memory, RuleKind, WalkError};
 use crate::arch::{self, Context};
@@ -12,9 +13,9 @@ use gimli::{CfaRule, Register, RegisterRule};
 pub(crate) struct Step {
     /// The frame's canonical frame address (its caller's sp at the call).
     pub(crate) cfa: u64,
-    /// The caller's registers, or `None` when the return-address rule is
-    /// undefined or absent: this is the outermost frame.
-    pub(crate) caller: Option<Context>,
+    /// Whether the return-address rule is undefined or absent: this is the
+    /// outermost frame, and it has no caller's registers.
+    pub(crate) outermost: bool,
     /// The kind of the return-address rule.
     pub(crate) ra_rule: RuleKind,
     /// The stack address holding the return address, when the rule is `Offset(n)`.
@@ -26,10 +27,30 @@ pub(crate) struct Step {
     pub(crate) ra_signed: bool,
 }
 
-/// Unwinds the frame with registers `regs` using its row `loc`.
+impl Step {
+    /// The step of a frame with CFA `cfa` whose return-address rule is of kind
+    /// `ra_rule`, if that makes it the outermost frame: no rule, or undefined.
+    /// (gimli keeps an explicit `DW_CFA_undefined` as `Undefined` but drops it
+    /// from CIE initial rules, so "absent" means the same; glibc marks `clone3`'s
+    /// child and `_start` with `cfi_undefined rip`.)
+    fn outermost(cfa: u64, ra_rule: RuleKind, ra_signed: bool) -> Option<Self> {
+        matches!(ra_rule, RuleKind::Absent | RuleKind::Undefined).then_some(Step {
+            cfa,
+            outermost: true,
+            ra_rule,
+            ra_slot: None,
+            return_address: 0,
+            ra_signed,
+        })
+    }
+}
+
+/// Unwinds the frame with registers `regs` using its row `loc`, writing the
+/// caller's registers into `caller` unless the frame is the outermost one.
 pub(crate) fn unwind(
     loc: &Located<'_, '_>,
     regs: &Context,
+    caller: &mut Context,
     mem: &mut impl Memory,
 ) -> Result<Step, WalkError> {
     let pc = loc.pc;
@@ -41,26 +62,15 @@ pub(crate) fn unwind(
 
     let ra_rule = loc.rules.register(arch::RA);
     let ra_kind = ra_rule.as_ref().map_or(RuleKind::Absent, RuleKind::from);
-    // gimli keeps an explicit `DW_CFA_undefined` as `Undefined` but drops it from
-    // CIE initial rules, so "absent" means the same: no caller (glibc marks
-    // `clone3`'s child and `_start` with `cfi_undefined rip`).
-    let outermost = matches!(ra_kind, RuleKind::Absent | RuleKind::Undefined);
-    if outermost {
-        return Ok(Step {
-            cfa,
-            caller: None,
-            ra_rule: ra_kind,
-            ra_slot: None,
-            return_address: 0,
-            ra_signed,
-        });
+    if let Some(step) = Step::outermost(cfa, ra_kind, ra_signed) {
+        return Ok(step);
     }
     let ra_slot = match ra_rule {
         Some(RegisterRule::Offset(n)) => Some(cfa.wrapping_add_signed(n)),
         _ => None,
     };
 
-    let mut caller = Context::new();
+    *caller = Context::new();
     for reg in Context::REGISTERS {
         let value = if reg == arch::SP && loc.rules.register(reg).is_none() {
             // The CFA is by definition the caller's sp at the call site. A signal
@@ -80,7 +90,58 @@ pub(crate) fn unwind(
     let return_address =
         caller.get(arch::RA).ok_or(WalkError::UnknownRegister { pc, register: arch::RA.0 })?;
     caller.set_pc(arch::strip_return_address(return_address, ra_signed));
-    Ok(Step { cfa, caller: Some(caller), ra_rule: ra_kind, ra_slot, return_address, ra_signed })
+    Ok(Step { cfa, outermost: false, ra_rule: ra_kind, ra_slot, return_address, ra_signed })
+}
+
+/// Unwinds the frame with registers `regs`, looked up at `pc`, using its compiled
+/// row `recipe`: the same result as [`unwind`] with the row it was compiled from
+/// (the fuzz target and `walk/tests/recipes.rs` check it), without the generic
+/// rule evaluation.
+pub(crate) fn unwind_recipe(
+    recipe: &Recipe,
+    pc: u64,
+    regs: &Context,
+    caller: &mut Context,
+    mem: &mut impl Memory,
+) -> Result<Step, WalkError> {
+    let cfa_register = recipe.cfa_register();
+    let cfa = regs
+        .get(cfa_register)
+        .map(|base| base.wrapping_add_signed(recipe.cfa_offset().into()))
+        .ok_or(WalkError::UnknownRegister { pc, register: cfa_register.0 })?;
+    let ra_signed = recipe.ra_signed();
+    let ra_rule = recipe.rule(arch::RA);
+    let ra_kind = ra_rule.map_or(RuleKind::Absent, |rule| RuleKind::from(&rule.to_gimli()));
+    if let Some(step) = Step::outermost(cfa, ra_kind, ra_signed) {
+        return Ok(step);
+    }
+    let ra_slot = match ra_rule {
+        Some(SimpleRule::Offset(n)) => Some(cfa.wrapping_add_signed(n.into())),
+        _ => None,
+    };
+
+    // The registers without a rule first (the ABI defaults, as in `unwind`), then
+    // the rules in increasing register order, as `unwind` evaluates them: the
+    // first read that fails is the same one.
+    *caller = regs.callee_saved();
+    caller.set(arch::SP, cfa);
+    for (reg, rule) in recipe.rules() {
+        let value = match rule {
+            SimpleRule::Undefined => None,
+            SimpleRule::SameValue => regs.get(reg),
+            SimpleRule::Offset(n) => Some(mem.read_u64(cfa.wrapping_add_signed(n.into()))?),
+            SimpleRule::ValOffset(n) => Some(cfa.wrapping_add_signed(n.into())),
+            SimpleRule::Register(other) => regs.get(other),
+        };
+        match value {
+            Some(value) => caller.set(reg, value),
+            None => caller.forget(reg),
+        }
+    }
+    let return_address =
+        caller.get(arch::RA).ok_or(WalkError::UnknownRegister { pc, register: arch::RA.0 })?;
+    caller.set_pc(arch::strip_return_address(return_address, ra_signed));
+    Ok(Step { cfa, outermost: false, ra_rule: ra_kind, ra_slot, return_address, ra_signed })
 }
 
 /// The frame's CFA from the row's CFA rule.

@@ -11,6 +11,7 @@ mod constructor;
 mod fuzz_seeds;
 mod isa;
 mod real;
+mod recipes;
 mod row_cache;
 mod rules;
 mod shapes;

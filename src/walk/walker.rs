@@ -2,10 +2,13 @@
 //! stack and report the slot holding the thread start routine's return address.
 
 use super::cache::{ROWS, RowCache};
+use super::recipe::Recipe;
+use super::recipe_cache::{RECIPES, RecipeCache};
 use super::row::{self, Located, UnwindCtx};
 use super::rules::Rules;
+use super::step::{self, Step};
 use super::target::Target;
-use super::{LoadedObjects, Memory, Objects, StackMemory, WalkError, step};
+use super::{LoadedObjects, Memory, Objects, StackMemory, WalkError};
 use crate::arch::{self, Context};
 
 /// Most frames a walk visits. First use may happen 10,000 frames deep.
@@ -57,72 +60,135 @@ pub(crate) fn walk_this_thread(visit: &mut impl FnMut(&Frame)) -> Result<ExitSlo
 /// Walks the stack described by `ctx` to its end and returns the exit slot: the
 /// return-address slot of the outermost frame outside libc that returns into
 /// libc, provided only a thread start's frames lie below it. `visit` sees every
-/// frame, innermost first. Unwind rules come from the process's row cache
-/// where it has them.
+/// frame, innermost first. Unwind rules come from the process's recipe and row
+/// caches where they have them.
 pub(crate) fn find_exit_slot(
     ctx: &Context,
     mem: &mut impl Memory,
     objects: &mut impl Objects,
     visit: &mut impl FnMut(&Frame),
 ) -> Result<ExitSlot, WalkError> {
-    find_exit_slot_cached(&ROWS, MAX_FRAMES, ctx, mem, objects, visit)
+    find_exit_slot_cached(
+        Caches { rows: &ROWS, recipes: &RECIPES },
+        MAX_FRAMES,
+        ctx,
+        mem,
+        objects,
+        visit,
+    )
 }
 
-/// [`find_exit_slot`] with the row cache `cache`, giving up after `max_frames`
+/// The caches a walk reads and fills.
+#[derive(Clone, Copy)]
+pub(crate) struct Caches<'a> {
+    /// Rules by pc, checked against the object's bytes.
+    pub(crate) rows: &'a RowCache,
+    /// Compiled rows by pc, valid while no object is unloaded.
+    pub(crate) recipes: &'a RecipeCache,
+}
+
+/// [`find_exit_slot`] with the caches `caches`, giving up after `max_frames`
 /// frames (the fuzz target walks fewer than [`MAX_FRAMES`] to stay fast).
+///
+/// A frame whose pc has a recipe under the objects' current unload count is
+/// unwound from it alone; any other goes through the object lookup and the row
+/// cache (or `.eh_frame`), and its row is compiled into a recipe if it can be.
 pub(crate) fn find_exit_slot_cached(
-    cache: &RowCache,
+    caches: Caches<'_>,
     max_frames: usize,
     ctx: &Context,
     mem: &mut impl Memory,
     objects: &mut impl Objects,
     visit: &mut impl FnMut(&Frame),
 ) -> Result<ExitSlot, WalkError> {
-    let mut unwind_ctx = UnwindCtx::new_in();
-    // The current frame's rules, cached or computed: one buffer for every frame.
-    let mut rules = Rules::NONE;
-    let mut regs = *ctx;
+    // The current frame's registers and its caller's, alternating: a step writes
+    // the caller's in place, and they become the current ones without a copy.
+    let mut contexts = [*ctx, Context::new()];
+    let mut current = 0;
     // The captured pc is a return address (see arch capture), so the first frame
     // is looked up at pc - 1 like the others; only the frame interrupted by a
     // signal is looked up at its exact pc.
     let mut exact_pc = false;
     let mut previous_cfa: Option<u64> = None;
     let mut target = Target::default();
+    // Read before any lookup: recipes made in this walk are filed under it.
+    let generation = objects.unload_generation();
     for index in 0..max_frames {
+        let [first, second] = &mut contexts;
+        let (regs, caller) = if current == 0 { (&*first, second) } else { (&*second, first) };
         let pc = regs.pc().ok_or(WalkError::UnknownPc { frame: index })?;
         // A return address follows its call: pc - 1 is inside the caller's call
         // instruction, and so inside the right FDE even for a noreturn call.
         let lookup = if exact_pc { pc } else { pc.wrapping_sub(1) };
-        let object = objects.find(lookup)?;
-        let (is_libc, object_start) = (object.is_libc, object.start);
-        let meta = row::locate(&object, lookup, cache, &mut unwind_ctx, &mut rules)?;
-        let located = Located::new(&object, lookup, &rules, meta);
-        let step = step::unwind(&located, &regs, mem)?;
+        let recipe = generation.and_then(|generation| caches.recipes.get(lookup, generation));
+        let Unwound { step, is_libc, object_start, signal_trampoline } = match recipe {
+            Some(recipe) => Unwound {
+                step: step::unwind_recipe(&recipe, lookup, regs, caller, mem)?,
+                is_libc: recipe.is_libc(),
+                object_start: recipe.object_start(),
+                signal_trampoline: false,
+            },
+            None => unwind_uncached(caches, generation, objects, lookup, regs, caller, mem)?,
+        };
         // Every frame with a caller must have a CFA strictly above its callee's,
         // or the walk could spin. The outermost frame may share its callee's CFA:
         // aarch64 glibc's clone child `thread_start` and `_start` keep the CIE's
         // `CFA = sp + 0` and call with `blr`/`bl`, which pushes nothing.
-        let outermost = step.caller.is_none();
         if let Some(previous) = previous_cfa
-            && (step.cfa < previous || (step.cfa == previous && !outermost))
+            && (step.cfa < previous || (step.cfa == previous && !step.outermost))
         {
             return Err(WalkError::CfaNotGrowing { frame: index, cfa: step.cfa, previous });
         }
-        visit(&Frame {
-            index,
-            pc,
-            cfa: step.cfa,
-            is_libc,
-            object_start,
-            signal_trampoline: located.signal_trampoline,
-        });
+        visit(&Frame { index, pc, cfa: step.cfa, is_libc, object_start, signal_trampoline });
         target.observe(is_libc, &step);
         previous_cfa = Some(step.cfa);
-        exact_pc = located.signal_trampoline;
-        match step.caller {
-            Some(caller) => regs = caller,
-            None => return target.finish(index + 1, mem),
+        exact_pc = signal_trampoline;
+        if step.outermost {
+            return target.finish(index + 1, mem);
         }
+        current ^= 1;
     }
     Err(WalkError::TooManyFrames { limit: max_frames })
+}
+
+/// One frame unwound, with what the walk reports of its object.
+struct Unwound {
+    /// The step.
+    step: Step,
+    /// Whether the frame's object is libc.
+    is_libc: bool,
+    /// Lowest mapped address of the frame's object.
+    object_start: u64,
+    /// Whether the frame is a signal trampoline.
+    signal_trampoline: bool,
+}
+
+/// Unwinds a frame that has no recipe: looks its object up, takes its rules from
+/// the row cache or computes them, and files them as a recipe when it can.
+///
+/// Never inlined: gimli's unwind state (a few KB) lives in this frame, so a walk
+/// whose every frame has a recipe neither sets it up nor touches that stack.
+#[inline(never)]
+fn unwind_uncached(
+    caches: Caches<'_>,
+    generation: Option<u64>,
+    objects: &mut impl Objects,
+    lookup: u64,
+    regs: &Context,
+    caller: &mut Context,
+    mem: &mut impl Memory,
+) -> Result<Unwound, WalkError> {
+    let mut unwind_ctx = UnwindCtx::new_in();
+    let mut rules = Rules::NONE;
+    let object = objects.find(lookup)?;
+    let (is_libc, object_start) = (object.is_libc, object.start);
+    let meta = row::locate(&object, lookup, caches.rows, &mut unwind_ctx, &mut rules)?;
+    if let Some(generation) = generation
+        && let Some(recipe) = Recipe::compile(&rules, &meta, is_libc, object_start)
+    {
+        caches.recipes.put(lookup, generation, &recipe);
+    }
+    let located = Located::new(&object, lookup, &rules, meta);
+    let step = step::unwind(&located, regs, caller, mem)?;
+    Ok(Unwound { step, is_libc, object_start, signal_trampoline: located.signal_trampoline })
 }

@@ -8,8 +8,9 @@ use super::world::*;
 use crate::arch::with_context;
 use crate::walk::ObjectInfo;
 use crate::walk::cache::RowCache;
+use crate::walk::recipe_cache::RecipeCache;
 use crate::walk::rules::Rules;
-use crate::walk::walker::find_exit_slot_cached;
+use crate::walk::walker::{Caches, find_exit_slot_cached};
 use crate::walk::{ExitSlot, Frame, LoadedObjects, MAX_FRAMES, Objects, StackMemory, WalkError};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -23,11 +24,18 @@ fn cached(cache: &RowCache, object: &ObjectInfo<'_>, pc: u64) -> bool {
     cache.get(object, pc, &mut rules).is_some()
 }
 
+/// `rows` and a recipe cache of their own (fake objects keep no unload count, so
+/// walks over them never use it).
+fn caches(rows: &RowCache) -> Caches<'_> {
+    static RECIPES: RecipeCache = RecipeCache::new();
+    Caches { rows, recipes: &RECIPES }
+}
+
 /// Walks `THREAD` through `objects` with `cache`.
 fn walk_with(cache: &RowCache, objects: &mut FakeObjects) -> Result<ExitSlot, WalkError> {
     let mut chain = Chain::new(&THREAD);
     find_exit_slot_cached(
-        cache,
+        caches(cache),
         MAX_FRAMES,
         &chain.ctx.clone(),
         &mut chain.stack,
@@ -164,6 +172,8 @@ fn busy_set_falls_back_to_the_uncached_walk() {
 #[test]
 fn real_thread_walk_is_cached_whole() {
     static CACHE: RowCache = RowCache::new();
+    // Empty, so the first walk goes through the row cache for every frame.
+    static RECIPES: RecipeCache = RecipeCache::new();
     std::thread::spawn(|| {
         let mut frames: Vec<Frame> = Vec::new();
         let walk = |frames: &mut Vec<Frame>| {
@@ -171,7 +181,8 @@ fn real_thread_walk_is_cached_whole() {
             with_context(|ctx| {
                 let mut mem = StackMemory::current_thread(ctx)?;
                 let mut objects = LoadedObjects::new();
-                find_exit_slot_cached(&CACHE, MAX_FRAMES, ctx, &mut mem, &mut objects, &mut |f| {
+                let caches = Caches { rows: &CACHE, recipes: &RECIPES };
+                find_exit_slot_cached(caches, MAX_FRAMES, ctx, &mut mem, &mut objects, &mut |f| {
                     frames.push(*f)
                 })
             })

@@ -2,10 +2,13 @@
 //! object with named functions, and a helper to lay frames out on a fake stack.
 
 use super::cfi::{self, Cfi, Expression, Func};
-use super::fake::{FakeObjects, FakeStack};
+use super::fake::{CountedObjects, FakeObjects, FakeStack};
 use super::isa::{RA, SAVED, SP};
 use crate::arch::{self, Context};
-use crate::walk::{ExitSlot, Frame, WalkError, find_exit_slot};
+use crate::walk::cache::RowCache;
+use crate::walk::recipe_cache::RecipeCache;
+use crate::walk::walker::{Caches, find_exit_slot_cached};
+use crate::walk::{ExitSlot, Frame, MAX_FRAMES, WalkError, find_exit_slot};
 use core::ops::Range;
 
 /// The app's code.
@@ -135,14 +138,34 @@ impl Chain {
 }
 
 /// Runs the walk and collects the frames it visited.
+///
+/// Every synthetic walk also runs twice more on copies of the stack, with an
+/// unload count and a recipe cache of its own: once filling the cache, once
+/// unwinding from the recipes it holds. Both must give the same result and
+/// frames, so every rule, shape and error these tests cover checks the recipes.
 pub(super) fn walk(
     ctx: &Context,
     stack: &mut FakeStack,
     objects: &mut FakeObjects,
 ) -> (Result<ExitSlot, WalkError>, Vec<Frame>) {
+    let copies = [stack.clone(), stack.clone()];
     let mut frames = Vec::new();
     let result = find_exit_slot(ctx, stack, objects, &mut |f| frames.push(*f));
-    (result, frames)
+    let walked = (result, frames);
+    let recipes = Box::new(RecipeCache::new());
+    let rows = RowCache::new();
+    let caches = Caches { rows: &rows, recipes: &recipes };
+    let mut counted = CountedObjects { objects: objects.clone(), generation: 1 };
+    for (pass, mut copy) in copies.into_iter().enumerate() {
+        let mut frames = Vec::new();
+        let result =
+            find_exit_slot_cached(caches, MAX_FRAMES, ctx, &mut copy, &mut counted, &mut |f| {
+                frames.push(*f)
+            });
+        let what = ["filling the recipe cache", "from recipes"][pass];
+        assert_eq!((result, frames), walked, "the walk {what} differs");
+    }
+    walked
 }
 
 /// Walks a [`Chain`] of `pcs` through the default objects with `overrides`.

@@ -1,0 +1,295 @@
+//! A row compiled for the fast path: a CFA of register + offset and only the simple
+//! register rules (undefined, same value, offset, val_offset, register), sorted by
+//! register, plus what the walk needs of the frame's object. It packs into a few
+//! machine words, so the recipe cache can copy it with plain atomic loads.
+//!
+//! Only rows that [`step::unwind_recipe`](super::step::unwind_recipe) unwinds
+//! exactly as [`step::unwind`](super::step::unwind) would compile: no expression,
+//! no signal frame, the ISA's return-address column, offsets that fit in 32 bits.
+
+use super::row::Meta;
+use super::rules::Rules;
+use crate::arch::{self, Context};
+use gimli::{CfaRule, Register, RegisterRule};
+
+/// Most register rules a recipe holds: every callee-saved register, the return
+/// address and the stack pointer (8 on x86_64, 13 on aarch64). A row with more
+/// is not compiled: the recipe stays a few words, copied without a `memcpy`.
+pub(crate) const MAX_RULES: usize = arch::FULL_SAVE_RULES;
+
+/// Words a packed recipe takes: the CFA, rule count and flags, the object's start,
+/// the rules.
+pub(crate) const WORDS: usize = 2 + MAX_RULES;
+
+/// One register's rule, in the kinds a recipe keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SimpleRule {
+    /// Unknown in the caller.
+    Undefined,
+    /// Unchanged in the caller.
+    SameValue,
+    /// Saved at CFA + n.
+    Offset(i32),
+    /// The value CFA + n.
+    ValOffset(i32),
+    /// Held in that register.
+    Register(Register),
+}
+
+impl SimpleRule {
+    /// The recipe form of `rule`, if it is simple and its offset fits.
+    fn compile(rule: &RegisterRule<usize>) -> Option<Self> {
+        match *rule {
+            RegisterRule::Undefined => Some(Self::Undefined),
+            RegisterRule::SameValue => Some(Self::SameValue),
+            RegisterRule::Offset(n) => i32::try_from(n).ok().map(Self::Offset),
+            RegisterRule::ValOffset(n) => i32::try_from(n).ok().map(Self::ValOffset),
+            RegisterRule::Register(reg) => Some(Self::Register(reg)),
+            RegisterRule::Expression(_)
+            | RegisterRule::ValExpression(_)
+            | RegisterRule::Architectural
+            | RegisterRule::Constant(_) => None,
+        }
+    }
+
+    /// The gimli rule this came from.
+    pub(crate) fn to_gimli(self) -> RegisterRule<usize> {
+        match self {
+            Self::Undefined => RegisterRule::Undefined,
+            Self::SameValue => RegisterRule::SameValue,
+            Self::Offset(n) => RegisterRule::Offset(n.into()),
+            Self::ValOffset(n) => RegisterRule::ValOffset(n.into()),
+            Self::Register(reg) => RegisterRule::Register(reg),
+        }
+    }
+
+    /// `(kind, payload)`: the kind in 1..=5 (0 marks an unused word).
+    fn pack(self) -> (u8, u32) {
+        match self {
+            Self::Undefined => (1, 0),
+            Self::SameValue => (2, 0),
+            Self::Offset(n) => (3, n as u32),
+            Self::ValOffset(n) => (4, n as u32),
+            Self::Register(reg) => (5, reg.0.into()),
+        }
+    }
+
+    /// The inverse of [`pack`](Self::pack).
+    fn unpack(kind: u8, payload: u32) -> Option<Self> {
+        Some(match kind {
+            1 => Self::Undefined,
+            2 => Self::SameValue,
+            3 => Self::Offset(payload as i32),
+            4 => Self::ValOffset(payload as i32),
+            5 => Self::Register(Register(u16::try_from(payload).ok()?)),
+            _ => return None,
+        })
+    }
+}
+
+/// A compiled row and the facts about its frame's object that the walk reports,
+/// kept packed (the form the recipe cache stores): word 0 holds the CFA rule, the
+/// rule count and flags, word 1 the object's start, then one word per rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Recipe {
+    /// The packed words; those past the rule count are zero.
+    words: [u64; WORDS],
+}
+
+/// Bit of word 0: the frame's saved return address is signed.
+const RA_SIGNED: u64 = 1 << 56;
+/// Bit of word 0: the frame's object is libc.
+const IS_LIBC: u64 = 1 << 57;
+
+impl Recipe {
+    /// The recipe for `rules` and `meta`, found in an object that is libc or not
+    /// and starts at `object_start`, if the row is simple enough (module docs).
+    pub(crate) fn compile(
+        rules: &Rules,
+        meta: &Meta,
+        is_libc: bool,
+        object_start: u64,
+    ) -> Option<Self> {
+        if meta.signal_trampoline || meta.ra_column != arch::RA {
+            return None;
+        }
+        let CfaRule::RegisterAndOffset { register: cfa_register, offset } = rules.cfa() else {
+            return None;
+        };
+        let ra_signed = match arch::RA_SIGN_STATE.and_then(|state| rules.register(state)) {
+            None | Some(RegisterRule::Constant(0)) => false,
+            Some(RegisterRule::Constant(1)) => true,
+            Some(_) => return None,
+        };
+        let mut words = [0; WORDS];
+        let mut len = 0;
+        for reg in Context::REGISTERS {
+            if let Some(rule) = rules.register(reg) {
+                let (kind, payload) = SimpleRule::compile(&rule)?.pack();
+                *words.get_mut(2 + len)? =
+                    u64::from(reg.0) | u64::from(kind) << 16 | u64::from(payload) << 32;
+                len += 1;
+            }
+        }
+        words[0] = u64::from(cfa_register.0)
+            | u64::from(i32::try_from(offset).ok()? as u32) << 16
+            | (len as u64) << 48
+            | if ra_signed { RA_SIGNED } else { 0 }
+            | if is_libc { IS_LIBC } else { 0 };
+        words[1] = object_start;
+        Some(Recipe { words })
+    }
+
+    /// The recipe packed in `words`, if they hold one: the rule count and every
+    /// rule's kind in range, the words past the rules zero.
+    pub(crate) fn from_words(words: [u64; WORDS]) -> Option<Self> {
+        let recipe = Recipe { words };
+        let (rules, rest) = words[2..].split_at_checked(recipe.len())?;
+        let valid = rules.iter().all(|&word| (1..=5).contains(&(word >> 16 & 0xff)))
+            && rest.iter().all(|&word| word == 0);
+        valid.then_some(recipe)
+    }
+
+    /// The packed words.
+    pub(crate) fn words(&self) -> &[u64; WORDS] {
+        &self.words
+    }
+
+    /// The rule count packed in word 0 of `words`.
+    pub(crate) fn len_of(head: u64) -> usize {
+        (head >> 48 & 0xff) as usize
+    }
+
+    /// Rules held.
+    fn len(&self) -> usize {
+        Self::len_of(self.words[0])
+    }
+
+    /// The CFA is this register's value..
+    pub(crate) fn cfa_register(&self) -> Register {
+        Register(self.words[0] as u16)
+    }
+
+    /// ..plus this.
+    pub(crate) fn cfa_offset(&self) -> i32 {
+        (self.words[0] >> 16) as u32 as i32
+    }
+
+    /// Whether the frame's saved return address is signed.
+    pub(crate) fn ra_signed(&self) -> bool {
+        self.words[0] & RA_SIGNED != 0
+    }
+
+    /// Whether the frame's object is libc.
+    pub(crate) fn is_libc(&self) -> bool {
+        self.words[0] & IS_LIBC != 0
+    }
+
+    /// Lowest mapped address of the frame's object.
+    pub(crate) fn object_start(&self) -> u64 {
+        self.words[1]
+    }
+
+    /// The registers with a rule and their rules, in increasing register order.
+    pub(crate) fn rules(&self) -> impl Iterator<Item = (Register, SimpleRule)> + '_ {
+        self.words[2..2 + self.len()].iter().map(|&word| {
+            let rule = SimpleRule::unpack((word >> 16) as u8, (word >> 32) as u32);
+            // `from_words` and `compile` let no other kind in.
+            (Register(word as u16), rule.unwrap_or(SimpleRule::Undefined))
+        })
+    }
+
+    /// The rule of `reg`, if it has one.
+    pub(crate) fn rule(&self, reg: Register) -> Option<SimpleRule> {
+        self.rules().find(|(r, _)| *r == reg).map(|(_, rule)| rule)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::walk::rules::Rules;
+
+    fn meta() -> Meta {
+        Meta {
+            encoding: gimli::Encoding {
+                address_size: 8,
+                format: gimli::Format::Dwarf32,
+                version: 1,
+            },
+            ra_column: arch::RA,
+            signal_trampoline: false,
+        }
+    }
+
+    /// Rules with the CFA `sp + 16` and `regs`.
+    fn rules(regs: &[(Register, RegisterRule<usize>)]) -> Rules {
+        let mut rules = Rules::NONE;
+        rules.set_for_test(CfaRule::RegisterAndOffset { register: arch::SP, offset: 16 }, regs);
+        rules
+    }
+
+    #[test]
+    fn packs_and_unpacks() {
+        let rules = rules(&[
+            (arch::RA, RegisterRule::Offset(-8)),
+            (Register(3), RegisterRule::Offset(-24)),
+            (Register(6), RegisterRule::SameValue),
+            (Register(1), RegisterRule::Register(Register(2))),
+            (Register(2), RegisterRule::ValOffset(i64::from(i32::MIN))),
+            (Register(0), RegisterRule::Undefined),
+        ]);
+        let recipe = Recipe::compile(&rules, &meta(), true, 0x5555_0000).expect("simple row");
+        let regs: Vec<u16> = recipe.rules().map(|(reg, _)| reg.0).collect();
+        let mut sorted = regs.clone();
+        sorted.sort_unstable();
+        assert_eq!(regs, sorted, "rules are in register order");
+        assert_eq!(recipe.rules().count(), 6);
+        assert_eq!(Recipe::from_words(*recipe.words()), Some(recipe));
+        assert!(recipe.is_libc() && !recipe.ra_signed());
+        assert_eq!((recipe.cfa_register(), recipe.cfa_offset()), (arch::SP, 16));
+        assert_eq!(recipe.object_start(), 0x5555_0000);
+        assert_eq!(recipe.rule(Register(3)), Some(SimpleRule::Offset(-24)));
+        assert_eq!(recipe.rule(Register(4)), None);
+        for (reg, rule) in recipe.rules() {
+            assert_eq!(rules.register(reg), Some(rule.to_gimli()));
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_unwind_exactly() {
+        let simple = rules(&[(arch::RA, RegisterRule::Offset(-8))]);
+        assert!(Recipe::compile(&simple, &meta(), false, 0).is_some());
+        let signal = Meta { signal_trampoline: true, ..meta() };
+        assert_eq!(Recipe::compile(&simple, &signal, false, 0), None);
+        let other_ra = Meta { ra_column: Register(5), ..meta() };
+        assert_eq!(Recipe::compile(&simple, &other_ra, false, 0), None);
+        let expr = gimli::UnwindExpression { offset: 0, length: 1 };
+        let mut cfa_expr = Rules::NONE;
+        cfa_expr.set_for_test(CfaRule::Expression(expr), &[]);
+        assert_eq!(Recipe::compile(&cfa_expr, &meta(), false, 0), None);
+        let far = rules(&[(arch::RA, RegisterRule::Offset(1 << 40))]);
+        assert_eq!(Recipe::compile(&far, &meta(), false, 0), None);
+        let reg_expr = rules(&[(arch::RA, RegisterRule::Expression(expr))]);
+        assert_eq!(Recipe::compile(&reg_expr, &meta(), false, 0), None);
+    }
+
+    #[test]
+    fn words_that_hold_no_recipe_are_refused() {
+        let one = rules(&[(arch::RA, RegisterRule::Offset(-8))]);
+        let words = *Recipe::compile(&one, &meta(), false, 0).unwrap().words();
+        assert!(Recipe::from_words(words).is_some());
+        let mut more = words;
+        more[0] += 1 << 48; // claims two rules, the second word zero
+        assert_eq!(Recipe::from_words(more), None);
+        let mut fewer = words;
+        fewer[0] -= 1 << 48; // claims none, with a rule word after
+        assert_eq!(Recipe::from_words(fewer), None);
+        let mut kind = words;
+        kind[2] |= 0xff << 16;
+        assert_eq!(Recipe::from_words(kind), None);
+        let mut count = words;
+        count[0] |= 0xff << 48;
+        assert_eq!(Recipe::from_words(count), None);
+    }
+}

@@ -1,0 +1,246 @@
+//! A per-process cache of [`Recipe`]s by pc, valid while no object has been
+//! unloaded: a walk through a stack shape seen before then skips the object
+//! lookup, the row cache's byte comparisons and the generic row evaluation.
+//!
+//! An entry holds the pc, the loader's unload count when it was made, and the
+//! packed recipe. It is used only under the same unload count: the pc was inside
+//! a loaded object then, no object has been unloaded since, so the same object,
+//! with the same unwind tables, is still there. Objects only ever added cannot
+//! change what a pc maps to.
+//!
+//! Readers never write: each entry is a sequence lock (an even count while
+//! stable, odd while written) over atomic words, which a reader copies and keeps
+//! only if the count did not move meanwhile. A writer takes an entry by moving
+//! its count from even to odd with one compare-and-swap and gives up if that
+//! fails, so no one ever waits, a signal handler's walk included, and the lines
+//! of entries in use stay shared between cores.
+
+use super::recipe::{Recipe, WORDS};
+use core::sync::atomic::{AtomicU64, Ordering, fence};
+
+/// Sets in the table.
+const SETS: usize = 128;
+
+/// Entries per set: a pc may be in either entry of its set.
+const WAYS: usize = 2;
+
+const _: () = assert!(SETS.is_power_of_two());
+
+/// Index of the pc in an entry's words.
+const PC: usize = 0;
+/// Index of the unload count.
+const GENERATION: usize = 1;
+/// Index of the packed recipe's first word.
+const RECIPE: usize = 2;
+/// Words of an entry besides its sequence count.
+const ENTRY_WORDS: usize = 2 + WORDS;
+
+/// One entry: its sequence count and its words. An unused entry's pc is 0, which
+/// no lookup uses (a lookup pc is a return address minus one, or a signal frame's
+/// interrupted pc, both inside some object's code).
+#[repr(align(64))]
+struct Entry {
+    /// Even while the words are stable, odd while a writer changes them.
+    seq: AtomicU64,
+    /// pc, unload count, packed recipe.
+    words: [AtomicU64; ENTRY_WORDS],
+}
+
+impl Entry {
+    /// An unused entry.
+    const fn empty() -> Entry {
+        Entry { seq: AtomicU64::new(0), words: [const { AtomicU64::new(0) }; ENTRY_WORDS] }
+    }
+
+    /// The recipe for `pc` under `generation`, if this entry holds it and no
+    /// writer changed it while it was read.
+    fn read(&self, pc: u64, generation: u64) -> Option<Recipe> {
+        let before = self.seq.load(Ordering::Acquire);
+        if before & 1 != 0 || self.words[PC].load(Ordering::Relaxed) != pc {
+            return None;
+        }
+        let same_generation = self.words[GENERATION].load(Ordering::Relaxed) == generation;
+        // Only the words in use: the head, the object's start and the rules.
+        let mut recipe = [0; WORDS];
+        recipe[0] = self.words[RECIPE].load(Ordering::Relaxed);
+        let used = (2 + Recipe::len_of(recipe[0])).min(WORDS);
+        for (word, stored) in recipe[1..used].iter_mut().zip(&self.words[RECIPE + 1..]) {
+            *word = stored.load(Ordering::Relaxed);
+        }
+        // Orders the loads above before the re-read of the count: if any of them
+        // saw a writer's store, the re-read sees that writer's odd count (or later).
+        fence(Ordering::Acquire);
+        if self.seq.load(Ordering::Relaxed) != before || !same_generation {
+            return None;
+        }
+        Recipe::from_words(recipe)
+    }
+
+    /// Writes `words` unless someone else is writing this entry right now.
+    fn write(&self, words: &[u64; ENTRY_WORDS]) {
+        let before = self.seq.load(Ordering::Relaxed);
+        if before & 1 != 0
+            || self
+                .seq
+                .compare_exchange(before, before + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        // Orders the odd count before the word stores: a reader that sees one of
+        // them also sees the odd count on its re-read.
+        fence(Ordering::Release);
+        for (word, value) in self.words.iter().zip(words) {
+            word.store(*value, Ordering::Relaxed);
+        }
+        self.seq.store(before + 2, Ordering::Release);
+    }
+
+    /// The pc and unload count it holds (racy: only to pick an entry to replace).
+    fn key(&self) -> (u64, u64) {
+        (self.words[PC].load(Ordering::Relaxed), self.words[GENERATION].load(Ordering::Relaxed))
+    }
+}
+
+/// A table of recipes. The walk uses [`RECIPES`]; tests and the fuzz target use
+/// their own.
+pub(crate) struct RecipeCache {
+    /// `SETS` sets of `WAYS` entries each.
+    entries: [Entry; SETS * WAYS],
+}
+
+/// The process's recipe cache.
+pub(crate) static RECIPES: RecipeCache = RecipeCache::new();
+
+impl RecipeCache {
+    /// An empty table.
+    pub(crate) const fn new() -> Self {
+        RecipeCache { entries: [const { Entry::empty() }; SETS * WAYS] }
+    }
+
+    /// The entries of `pc`'s set.
+    fn set(&self, pc: u64) -> &[Entry] {
+        // A multiplicative hash: the top bits of `pc * φ`.
+        let set = (pc.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SETS.trailing_zeros())) as usize;
+        &self.entries[set * WAYS..][..WAYS]
+    }
+
+    /// The recipe cached for `pc` under the unload count `generation`.
+    #[inline]
+    pub(crate) fn get(&self, pc: u64, generation: u64) -> Option<Recipe> {
+        self.set(pc).iter().find_map(|entry| entry.read(pc, generation))
+    }
+
+    /// Caches `recipe` for `pc` under `generation`: in place of an entry for the
+    /// same pc, else of an unused or outdated one, else of the entry `pc` picks.
+    /// Does nothing if that entry is being written.
+    pub(crate) fn put(&self, pc: u64, generation: u64, recipe: &Recipe) {
+        let set = self.set(pc);
+        let keys: [(u64, u64); WAYS] = core::array::from_fn(|way| set[way].key());
+        let way = keys
+            .iter()
+            .position(|&(old_pc, _)| old_pc == pc)
+            .or_else(|| keys.iter().position(|&(old_pc, old)| old_pc == 0 || old != generation))
+            .unwrap_or((pc >> 4) as usize % WAYS);
+        let mut words = [0; ENTRY_WORDS];
+        words[PC] = pc;
+        words[GENERATION] = generation;
+        words[RECIPE..].copy_from_slice(recipe.words());
+        set[way].write(&words);
+    }
+
+    /// Empties the table (fuzzing: each input starts from the same state).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn clear(&self) {
+        for entry in &self.entries {
+            entry.write(&[0; ENTRY_WORDS]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::walk::recipe::SimpleRule;
+
+    fn recipe(offset: i32) -> Recipe {
+        let mut rules = crate::walk::rules::Rules::NONE;
+        rules.set_for_test(
+            gimli::CfaRule::RegisterAndOffset { register: crate::arch::SP, offset: offset.into() },
+            &[(crate::arch::RA, gimli::RegisterRule::Offset(-i64::from(offset)))],
+        );
+        let meta = crate::walk::row::Meta {
+            encoding: gimli::Encoding {
+                address_size: 8,
+                format: gimli::Format::Dwarf32,
+                version: 1,
+            },
+            ra_column: crate::arch::RA,
+            signal_trampoline: false,
+        };
+        // Every word depends on `offset`, so a torn copy matches no recipe.
+        Recipe::compile(&rules, &meta, false, 0x1000 * offset as u64).expect("simple")
+    }
+
+    #[test]
+    fn hit_only_under_the_same_generation() {
+        let cache = RecipeCache::new();
+        assert_eq!(cache.get(0x4000, 7), None);
+        cache.put(0x4000, 7, &recipe(16));
+        assert_eq!(cache.get(0x4000, 7), Some(recipe(16)));
+        assert_eq!(cache.get(0x4000, 8), None, "an object was unloaded since");
+        assert_eq!(cache.get(0x4001, 7), None);
+        cache.put(0x4000, 8, &recipe(32));
+        assert_eq!(cache.get(0x4000, 8), Some(recipe(32)));
+        assert_eq!(cache.get(0x4000, 7), None, "replaced in place");
+        assert_eq!(recipe(32).rule(crate::arch::RA), Some(SimpleRule::Offset(-32)));
+    }
+
+    #[test]
+    fn an_entry_being_written_is_a_miss_and_not_overwritten() {
+        let cache = RecipeCache::new();
+        cache.put(0x4000, 1, &recipe(16));
+        let entry = cache.set(0x4000).iter().find(|e| e.key().0 == 0x4000).unwrap();
+        let seq = entry.seq.load(Ordering::Relaxed);
+        entry.seq.store(seq + 1, Ordering::Relaxed); // a writer is inside
+        assert_eq!(cache.get(0x4000, 1), None);
+        cache.put(0x4000, 1, &recipe(48));
+        entry.seq.store(seq, Ordering::Relaxed);
+        assert_eq!(cache.get(0x4000, 1), Some(recipe(16)), "the busy entry was left alone");
+    }
+
+    #[test]
+    fn a_full_set_keeps_working() {
+        let cache = RecipeCache::new();
+        // pcs that share a set: more than it has ways.
+        let pcs: Vec<u64> = (1..u64::MAX)
+            .map(|n| n * 16)
+            .filter(|&pc| core::ptr::eq(cache.set(pc), cache.set(16)))
+            .take(WAYS + 3)
+            .collect();
+        for (n, &pc) in pcs.iter().enumerate() {
+            cache.put(pc, 1, &recipe(16 + 16 * n as i32));
+            assert_eq!(cache.get(pc, 1), Some(recipe(16 + 16 * n as i32)));
+        }
+        let hits = pcs.iter().filter(|&&pc| cache.get(pc, 1).is_some()).count();
+        assert_eq!(hits, WAYS);
+    }
+
+    #[test]
+    fn concurrent_readers_never_see_a_torn_recipe() {
+        let cache = RecipeCache::new();
+        let (a, b) = (recipe(16), recipe(1 << 20));
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for n in 0..20_000 {
+                    cache.put(0x4000, 1, if n % 2 == 0 { &a } else { &b });
+                }
+            });
+            for _ in 0..20_000 {
+                if let Some(found) = cache.get(0x4000, 1) {
+                    assert!(found == a || found == b, "torn: {found:?}");
+                }
+            }
+        });
+    }
+}

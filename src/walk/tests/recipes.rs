@@ -1,0 +1,112 @@
+//! The recipe cache in whole walks: a real thread's second walk comes from
+//! recipes alone and matches the first; recipes are filed under the unload count
+//! and never used under another; the loader's count moves on `dlclose`. (Every
+//! synthetic walk of the other tests is also checked against recipes: see
+//! `world::walk`.)
+
+use super::cfi::Cfi;
+use super::fake::CountedObjects;
+use super::isa::SP;
+use super::world::*;
+use crate::arch::with_context;
+use crate::walk::cache::RowCache;
+use crate::walk::recipe_cache::RecipeCache;
+use crate::walk::walker::{Caches, find_exit_slot_cached};
+use crate::walk::{ExitSlot, Frame, LoadedObjects, MAX_FRAMES, Objects, StackMemory, WalkError};
+
+/// The std/C thread shape: start routine → start_thread → clone3.
+const THREAD: [u64; 5] = [ret(INNER), ret(MIDDLE), ret(START), ret(START_THREAD), ret(CLONE)];
+
+/// Walks `THREAD` with `caches` through `objects`.
+fn walk_counted(
+    caches: Caches<'_>,
+    objects: &mut CountedObjects,
+) -> (Result<ExitSlot, WalkError>, Vec<Frame>) {
+    let mut chain = Chain::new(&THREAD);
+    let mut frames = Vec::new();
+    let ctx = chain.ctx;
+    let result =
+        find_exit_slot_cached(caches, MAX_FRAMES, &ctx, &mut chain.stack, objects, &mut |f| {
+            frames.push(*f)
+        });
+    (result, frames)
+}
+
+#[test]
+fn recipes_of_unloaded_code_are_never_used() {
+    let recipes = Box::new(RecipeCache::new());
+    let rows = RowCache::new();
+    let caches = Caches { rows: &rows, recipes: &recipes };
+    // MIDDLE's frame is 16 bytes; in the "reloaded" objects at the same addresses
+    // it is 32, which moves every outer frame's CFA.
+    let mut before = CountedObjects { objects: objects(&[]), generation: 5 };
+    let old = walk_counted(caches, &mut before);
+    assert!(old.0.is_ok(), "{old:?}");
+    assert!(THREAD.iter().all(|&pc| recipes.get(pc - 1, 5).is_some()), "every frame filed");
+
+    let reloaded = objects(&[(MIDDLE, vec![Cfi::Cfa(SP, 32)])]);
+    let expected = walk_chain(&THREAD, &[(MIDDLE, vec![Cfi::Cfa(SP, 32)])]);
+    assert_ne!(expected.1, old.1, "the new CFI changes the walk");
+    // After an unload the count moved: the old recipes are not used.
+    let mut after = CountedObjects { objects: reloaded.clone(), generation: 6 };
+    assert_eq!(walk_counted(caches, &mut after), expected);
+    // The count is the only guard: under the old count the old recipes win,
+    // which is why a real walk takes it from the loader before any lookup.
+    let mut stale = CountedObjects { objects: reloaded, generation: 5 };
+    recipes.clear();
+    assert_eq!(walk_counted(caches, &mut before), old);
+    assert_eq!(walk_counted(caches, &mut stale), old);
+}
+
+#[test]
+fn real_thread_walks_again_from_recipes_alone() {
+    std::thread::spawn(|| {
+        let recipes = Box::new(RecipeCache::new());
+        let rows = RowCache::new();
+        let caches = Caches { rows: &rows, recipes: &recipes };
+        let walk = || {
+            let mut frames: Vec<Frame> = Vec::new();
+            let result = with_context(|ctx| {
+                let mut mem = StackMemory::current_thread(ctx)?;
+                let mut objects = LoadedObjects::new();
+                find_exit_slot_cached(caches, MAX_FRAMES, ctx, &mut mem, &mut objects, &mut |f| {
+                    frames.push(*f)
+                })
+            });
+            (result, frames)
+        };
+        // Both walks from the same call site, so they see the same frames.
+        let mut walks = (0..2).map(|_| walk()).collect::<Vec<_>>().into_iter();
+        let (cold, warm) = (walks.next().unwrap(), walks.next().unwrap());
+        assert!(cold.0.is_ok(), "{cold:?}");
+        // Every frame of the first walk was filed, so the second one took them
+        // all from recipes.
+        let generation = LoadedObjects::new().unload_generation().expect("glibc reports it");
+        for frame in &cold.1 {
+            assert!(
+                recipes.get(frame.pc - 1, generation).is_some(),
+                "frame {frame:?} has no recipe"
+            );
+        }
+        assert_eq!(warm, cold);
+    })
+    .join()
+    .expect("walk thread");
+}
+
+#[test]
+fn unload_count_moves_on_dlclose() {
+    let count = || LoadedObjects::new().unload_generation().expect("glibc reports it");
+    let before = count();
+    // A glibc library a test binary does not load by itself (glibc ships it on
+    // every Linux target; since 2.34 it is a stub).
+    // SAFETY: dlopen with a NUL-terminated name; the library runs no code of
+    // interest, and the handle is closed below.
+    let handle =
+        unsafe { libc::dlopen(c"libanl.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(!handle.is_null(), "dlopen libanl.so.1");
+    assert_eq!(count(), before, "loading unloads nothing");
+    // SAFETY: `handle` came from dlopen and is closed once.
+    assert_eq!(unsafe { libc::dlclose(handle) }, 0);
+    assert!(count() > before, "dlclose unloaded libanl.so.1");
+}
