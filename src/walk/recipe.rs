@@ -90,11 +90,19 @@ impl SimpleRule {
 /// A compiled row and the facts about its frame's object that the walk reports,
 /// kept packed (the form the recipe cache stores): word 0 holds the CFA rule, the
 /// rule count and flags, word 1 the object's start, then one word per rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Recipe {
-    /// The packed words; those past the rule count are zero.
+    /// The packed words; those past the rule count mean nothing.
     words: [u64; WORDS],
 }
+
+impl PartialEq for Recipe {
+    fn eq(&self, other: &Self) -> bool {
+        self.used() == other.used()
+    }
+}
+
+impl Eq for Recipe {}
 
 /// Bit of word 0: the frame's saved return address is signed.
 const RA_SIGNED: u64 = 1 << 56;
@@ -140,29 +148,46 @@ impl Recipe {
         Some(Recipe { words })
     }
 
-    /// The recipe packed in `words`, if they hold one: the rule count and every
-    /// rule's kind in range, the words past the rules zero.
-    pub(crate) fn from_words(words: [u64; WORDS]) -> Option<Self> {
-        let recipe = Recipe { words };
-        let (rules, rest) = words[2..].split_at_checked(recipe.len())?;
-        let valid = rules.iter().all(|&word| (1..=5).contains(&(word >> 16 & 0xff)))
-            && rest.iter().all(|&word| word == 0);
-        valid.then_some(recipe)
+    /// No recipe: no rules, the CFA `register 0 + 0` (a buffer to load into).
+    pub(crate) const EMPTY: Recipe = Recipe { words: [0; WORDS] };
+
+    /// The words in use: the head, the object's start, the rules.
+    fn used(&self) -> &[u64] {
+        &self.words[..2 + self.len()]
     }
 
-    /// The packed words.
+    /// Whether the words hold a recipe: a rule count within [`MAX_RULES`] and
+    /// every rule's kind in range.
+    pub(crate) fn is_valid(&self) -> bool {
+        Self::len_of(self.words[0]) <= MAX_RULES
+            && self.used()[2..].iter().all(|&word| (1..=5).contains(&(word >> 16 & 0xff)))
+    }
+
+    /// The packed words; only the first `2 + ` the rule count mean anything.
     pub(crate) fn words(&self) -> &[u64; WORDS] {
         &self.words
     }
 
-    /// The rule count packed in word 0 of `words`.
-    pub(crate) fn len_of(head: u64) -> usize {
+    /// The packed words, to load a recipe into; check [`is_valid`](Self::is_valid)
+    /// before using it.
+    pub(crate) fn words_mut(&mut self) -> &mut [u64; WORDS] {
+        &mut self.words
+    }
+
+    /// Words in use according to `head`, word 0 of a packed recipe (at most
+    /// [`WORDS`]).
+    pub(crate) fn used_words(head: u64) -> usize {
+        (2 + Self::len_of(head)).min(WORDS)
+    }
+
+    /// The rule count packed in `head`.
+    fn len_of(head: u64) -> usize {
         (head >> 48 & 0xff) as usize
     }
 
-    /// Rules held.
+    /// Rules held (at most [`MAX_RULES`] in a valid recipe).
     fn len(&self) -> usize {
-        Self::len_of(self.words[0])
+        Self::len_of(self.words[0]).min(MAX_RULES)
     }
 
     /// The CFA is this register's value..
@@ -194,7 +219,7 @@ impl Recipe {
     pub(crate) fn rules(&self) -> impl Iterator<Item = (Register, SimpleRule)> + '_ {
         self.words[2..2 + self.len()].iter().map(|&word| {
             let rule = SimpleRule::unpack((word >> 16) as u8, (word >> 32) as u32);
-            // `from_words` and `compile` let no other kind in.
+            // `is_valid` and `compile` let no other kind in.
             (Register(word as u16), rule.unwrap_or(SimpleRule::Undefined))
         })
     }
@@ -245,7 +270,11 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(regs, sorted, "rules are in register order");
         assert_eq!(recipe.rules().count(), 6);
-        assert_eq!(Recipe::from_words(*recipe.words()), Some(recipe));
+        let mut loaded = Recipe::EMPTY;
+        let used = Recipe::used_words(recipe.words()[0]);
+        loaded.words_mut()[..used].copy_from_slice(&recipe.words()[..used]);
+        assert!(loaded.is_valid());
+        assert_eq!(loaded, recipe);
         assert!(recipe.is_libc() && !recipe.ra_signed());
         assert_eq!((recipe.cfa_register(), recipe.cfa_offset()), (arch::SP, 16));
         assert_eq!(recipe.object_start(), 0x5555_0000);
@@ -277,19 +306,22 @@ mod tests {
     #[test]
     fn words_that_hold_no_recipe_are_refused() {
         let one = rules(&[(arch::RA, RegisterRule::Offset(-8))]);
-        let words = *Recipe::compile(&one, &meta(), false, 0).unwrap().words();
-        assert!(Recipe::from_words(words).is_some());
-        let mut more = words;
-        more[0] += 1 << 48; // claims two rules, the second word zero
-        assert_eq!(Recipe::from_words(more), None);
-        let mut fewer = words;
-        fewer[0] -= 1 << 48; // claims none, with a rule word after
-        assert_eq!(Recipe::from_words(fewer), None);
-        let mut kind = words;
-        kind[2] |= 0xff << 16;
-        assert_eq!(Recipe::from_words(kind), None);
-        let mut count = words;
-        count[0] |= 0xff << 48;
-        assert_eq!(Recipe::from_words(count), None);
+        let recipe = Recipe::compile(&one, &meta(), false, 0).unwrap();
+        assert!(recipe.is_valid());
+        let with = |change: &dyn Fn(&mut [u64; WORDS])| {
+            let mut changed = recipe;
+            change(changed.words_mut());
+            changed
+        };
+        // Claims two rules, the second word zero.
+        assert!(!with(&|w| w[0] += 1 << 48).is_valid());
+        // An unknown rule kind.
+        assert!(!with(&|w| w[2] |= 0xff << 16).is_valid());
+        // More rules than a recipe holds.
+        assert!(!with(&|w| w[0] |= 0xff << 48).is_valid());
+        // Words past the rules do not matter.
+        let stale = with(&|w| w[3] = u64::MAX);
+        assert!(stale.is_valid());
+        assert_eq!(stale, recipe);
     }
 }

@@ -21,8 +21,10 @@ use core::sync::atomic::{AtomicU64, Ordering, fence};
 /// Sets in the table.
 const SETS: usize = 128;
 
-/// Entries per set: a pc may be in either entry of its set.
-const WAYS: usize = 2;
+/// Entries per set: a pc may be in any entry of its set. With 2, a debug build's
+/// 22-frame walk lost one of its own recipes to a set that three of its pcs hashed
+/// to; with 4 that takes five in one set.
+const WAYS: usize = 4;
 
 const _: () = assert!(SETS.is_power_of_two());
 
@@ -52,28 +54,26 @@ impl Entry {
         Entry { seq: AtomicU64::new(0), words: [const { AtomicU64::new(0) }; ENTRY_WORDS] }
     }
 
-    /// The recipe for `pc` under `generation`, if this entry holds it and no
-    /// writer changed it while it was read.
-    fn read(&self, pc: u64, generation: u64) -> Option<Recipe> {
+    /// Loads the recipe for `pc` under `generation` into `into`, if this entry
+    /// holds it and no writer changed it while it was read. `into` is left
+    /// meaningless otherwise.
+    fn read(&self, pc: u64, generation: u64, into: &mut Recipe) -> bool {
         let before = self.seq.load(Ordering::Acquire);
         if before & 1 != 0 || self.words[PC].load(Ordering::Relaxed) != pc {
-            return None;
+            return false;
         }
         let same_generation = self.words[GENERATION].load(Ordering::Relaxed) == generation;
         // Only the words in use: the head, the object's start and the rules.
-        let mut recipe = [0; WORDS];
-        recipe[0] = self.words[RECIPE].load(Ordering::Relaxed);
-        let used = (2 + Recipe::len_of(recipe[0])).min(WORDS);
-        for (word, stored) in recipe[1..used].iter_mut().zip(&self.words[RECIPE + 1..]) {
+        let words = into.words_mut();
+        words[0] = self.words[RECIPE].load(Ordering::Relaxed);
+        let used = Recipe::used_words(words[0]);
+        for (word, stored) in words[1..used].iter_mut().zip(&self.words[RECIPE + 1..]) {
             *word = stored.load(Ordering::Relaxed);
         }
         // Orders the loads above before the re-read of the count: if any of them
         // saw a writer's store, the re-read sees that writer's odd count (or later).
         fence(Ordering::Acquire);
-        if self.seq.load(Ordering::Relaxed) != before || !same_generation {
-            return None;
-        }
-        Recipe::from_words(recipe)
+        self.seq.load(Ordering::Relaxed) == before && same_generation && into.is_valid()
     }
 
     /// Writes `words` unless someone else is writing this entry right now.
@@ -125,10 +125,18 @@ impl RecipeCache {
         &self.entries[set * WAYS..][..WAYS]
     }
 
-    /// The recipe cached for `pc` under the unload count `generation`.
+    /// Loads the recipe cached for `pc` under the unload count `generation` into
+    /// `into`, if there is one. `into` is left meaningless otherwise.
     #[inline]
-    pub(crate) fn get(&self, pc: u64, generation: u64) -> Option<Recipe> {
-        self.set(pc).iter().find_map(|entry| entry.read(pc, generation))
+    pub(crate) fn get(&self, pc: u64, generation: u64, into: &mut Recipe) -> bool {
+        self.set(pc).iter().any(|entry| entry.read(pc, generation, into))
+    }
+
+    /// The recipe cached for `pc` under `generation` (tests).
+    #[cfg(test)]
+    pub(crate) fn find(&self, pc: u64, generation: u64) -> Option<Recipe> {
+        let mut recipe = Recipe::EMPTY;
+        self.get(pc, generation, &mut recipe).then_some(recipe)
     }
 
     /// Caches `recipe` for `pc` under `generation`: in place of an entry for the
@@ -185,14 +193,14 @@ mod tests {
     #[test]
     fn hit_only_under_the_same_generation() {
         let cache = RecipeCache::new();
-        assert_eq!(cache.get(0x4000, 7), None);
+        assert_eq!(cache.find(0x4000, 7), None);
         cache.put(0x4000, 7, &recipe(16));
-        assert_eq!(cache.get(0x4000, 7), Some(recipe(16)));
-        assert_eq!(cache.get(0x4000, 8), None, "an object was unloaded since");
-        assert_eq!(cache.get(0x4001, 7), None);
+        assert_eq!(cache.find(0x4000, 7), Some(recipe(16)));
+        assert_eq!(cache.find(0x4000, 8), None, "an object was unloaded since");
+        assert_eq!(cache.find(0x4001, 7), None);
         cache.put(0x4000, 8, &recipe(32));
-        assert_eq!(cache.get(0x4000, 8), Some(recipe(32)));
-        assert_eq!(cache.get(0x4000, 7), None, "replaced in place");
+        assert_eq!(cache.find(0x4000, 8), Some(recipe(32)));
+        assert_eq!(cache.find(0x4000, 7), None, "replaced in place");
         assert_eq!(recipe(32).rule(crate::arch::RA), Some(SimpleRule::Offset(-32)));
     }
 
@@ -203,10 +211,10 @@ mod tests {
         let entry = cache.set(0x4000).iter().find(|e| e.key().0 == 0x4000).unwrap();
         let seq = entry.seq.load(Ordering::Relaxed);
         entry.seq.store(seq + 1, Ordering::Relaxed); // a writer is inside
-        assert_eq!(cache.get(0x4000, 1), None);
+        assert_eq!(cache.find(0x4000, 1), None);
         cache.put(0x4000, 1, &recipe(48));
         entry.seq.store(seq, Ordering::Relaxed);
-        assert_eq!(cache.get(0x4000, 1), Some(recipe(16)), "the busy entry was left alone");
+        assert_eq!(cache.find(0x4000, 1), Some(recipe(16)), "the busy entry was left alone");
     }
 
     #[test]
@@ -220,9 +228,9 @@ mod tests {
             .collect();
         for (n, &pc) in pcs.iter().enumerate() {
             cache.put(pc, 1, &recipe(16 + 16 * n as i32));
-            assert_eq!(cache.get(pc, 1), Some(recipe(16 + 16 * n as i32)));
+            assert_eq!(cache.find(pc, 1), Some(recipe(16 + 16 * n as i32)));
         }
-        let hits = pcs.iter().filter(|&&pc| cache.get(pc, 1).is_some()).count();
+        let hits = pcs.iter().filter(|&&pc| cache.find(pc, 1).is_some()).count();
         assert_eq!(hits, WAYS);
     }
 
@@ -237,7 +245,7 @@ mod tests {
                 }
             });
             for _ in 0..20_000 {
-                if let Some(found) = cache.get(0x4000, 1) {
+                if let Some(found) = cache.find(0x4000, 1) {
                     assert!(found == a || found == b, "torn: {found:?}");
                 }
             }

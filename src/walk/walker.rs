@@ -113,6 +113,8 @@ pub(crate) fn find_exit_slot_cached(
     let mut target = Target::default();
     // Read before any lookup: recipes made in this walk are filed under it.
     let generation = objects.unload_generation();
+    // The current frame's recipe, when it has one (loaded in place, not moved).
+    let mut recipe = Recipe::EMPTY;
     for index in 0..max_frames {
         let [first, second] = &mut contexts;
         let (regs, caller) = if current == 0 { (&*first, second) } else { (&*second, first) };
@@ -120,15 +122,16 @@ pub(crate) fn find_exit_slot_cached(
         // A return address follows its call: pc - 1 is inside the caller's call
         // instruction, and so inside the right FDE even for a noreturn call.
         let lookup = if exact_pc { pc } else { pc.wrapping_sub(1) };
-        let recipe = generation.and_then(|generation| caches.recipes.get(lookup, generation));
-        let Unwound { step, is_libc, object_start, signal_trampoline } = match recipe {
-            Some(recipe) => Unwound {
+        let cached = generation
+            .is_some_and(|generation| caches.recipes.get(lookup, generation, &mut recipe));
+        let Unwound { step, is_libc, object_start, signal_trampoline } = match cached {
+            true => Unwound {
                 step: step::unwind_recipe(&recipe, lookup, regs, caller, mem)?,
                 is_libc: recipe.is_libc(),
                 object_start: recipe.object_start(),
                 signal_trampoline: false,
             },
-            None => unwind_uncached(caches, generation, objects, lookup, regs, caller, mem)?,
+            false => unwind_uncached(caches, generation, objects, lookup, regs, caller, mem)?,
         };
         // Every frame with a caller must have a CFA strictly above its callee's,
         // or the walk could spin. The outermost frame may share its callee's CFA:

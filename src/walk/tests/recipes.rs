@@ -42,7 +42,7 @@ fn recipes_of_unloaded_code_are_never_used() {
     let mut before = CountedObjects { objects: objects(&[]), generation: 5 };
     let old = walk_counted(caches, &mut before);
     assert!(old.0.is_ok(), "{old:?}");
-    assert!(THREAD.iter().all(|&pc| recipes.get(pc - 1, 5).is_some()), "every frame filed");
+    assert!(THREAD.iter().all(|&pc| recipes.find(pc - 1, 5).is_some()), "every frame filed");
 
     let reloaded = objects(&[(MIDDLE, vec![Cfi::Cfa(SP, 32)])]);
     let expected = walk_chain(&THREAD, &[(MIDDLE, vec![Cfi::Cfa(SP, 32)])]);
@@ -84,7 +84,7 @@ fn real_thread_walks_again_from_recipes_alone() {
         let generation = LoadedObjects::new().unload_generation().expect("glibc reports it");
         for frame in &cold.1 {
             assert!(
-                recipes.get(frame.pc - 1, generation).is_some(),
+                recipes.find(frame.pc - 1, generation).is_some(),
                 "frame {frame:?} has no recipe"
             );
         }
