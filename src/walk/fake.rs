@@ -88,14 +88,14 @@ pub(crate) struct FakeObject {
     pub(crate) is_libc: bool,
 }
 
-/// Fake objects that report an unload count, so a walk over them uses and fills
+/// Fake objects that report a load generation, so a walk over them uses and fills
 /// the recipe cache like a walk over the loaded objects.
 #[derive(Clone, Debug)]
 pub(crate) struct CountedObjects {
     /// The objects.
     pub(crate) objects: FakeObjects,
-    /// What [`Objects::unload_generation`] answers.
-    pub(crate) generation: u64,
+    /// What [`Objects::load_generation`] answers.
+    pub(crate) generation: u128,
 }
 
 impl Objects for CountedObjects {
@@ -103,7 +103,7 @@ impl Objects for CountedObjects {
         self.objects.find(pc)
     }
 
-    fn unload_generation(&mut self) -> Option<u64> {
+    fn load_generation(&mut self) -> Option<u128> {
         Some(self.generation)
     }
 }

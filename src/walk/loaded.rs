@@ -89,8 +89,8 @@ impl Objects for LoadedObjects {
         Ok(mapped.info(mapped.id() == self.libc))
     }
 
-    /// glibc's count of unloaded objects, whatever the lookup strategy.
-    fn unload_generation(&mut self) -> Option<u64> {
-        phdr::unload_count()
+    /// glibc's counts of loads and unloads, whatever the lookup strategy.
+    fn load_generation(&mut self) -> Option<u128> {
+        phdr::load_counts()
     }
 }

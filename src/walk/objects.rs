@@ -27,11 +27,11 @@ pub(crate) trait Objects {
     /// The object containing `pc`, with its unwind tables.
     fn find(&mut self, pc: u64) -> Result<ObjectInfo<'_>, WalkError>;
 
-    /// A count that changes whenever an object is unloaded, if this source keeps
-    /// one: what [`find`](Self::find) said of a pc stays true while it holds, so
-    /// recipes cached under it may be reused. `None` (the default) turns the
-    /// recipe cache off for the walk.
-    fn unload_generation(&mut self) -> Option<u64> {
+    /// A value that changes whenever an object is loaded or unloaded, if this
+    /// source keeps one: what [`find`](Self::find) said of a pc stays true while it
+    /// holds, so recipes cached under it may be reused. `None` (the default) turns
+    /// the recipe cache off for the walk.
+    fn load_generation(&mut self) -> Option<u128> {
         None
     }
 }

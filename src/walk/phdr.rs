@@ -25,31 +25,39 @@ pub(super) fn find(pc: u64) -> Result<Mapped, WalkError> {
     search.found.unwrap_or(Err(WalkError::NoObject { pc }))
 }
 
-/// How many objects the loader has unloaded so far (`dlpi_subs`, glibc 2.3.4+),
-/// if it reports it: read from the first object `dl_iterate_phdr` visits.
-pub(super) fn unload_count() -> Option<u64> {
-    let mut count: Option<u64> = None;
+/// The loader's counts of objects loaded and unloaded so far, `dlpi_adds` in the
+/// high half and `dlpi_subs` in the low one (glibc 2.3.4+), if it reports them:
+/// read from the first object `dl_iterate_phdr` visits, under the loader lock.
+///
+/// Both, because glibc computes `dlpi_subs` as `dlpi_adds` minus the objects
+/// loaded now, and counts the objects of a `dlmopen` namespace once per object
+/// in it: a load there lowers `dlpi_subs`, so alone it can come back to an old
+/// value after an unload. `dlpi_adds` grows with every load, and while it stands
+/// still any unload raises `dlpi_subs`. So the pair is unchanged only if nothing
+/// was loaded or unloaded.
+pub(super) fn load_counts() -> Option<u128> {
+    let mut count: Option<u128> = None;
     // SAFETY: `count_callback` matches the expected signature and only uses `data`
-    // as the `Option<u64>` passed here, which outlives the call.
+    // as the `Option<u128>` passed here, which outlives the call.
     unsafe { libc::dl_iterate_phdr(Some(count_callback), (&raw mut count).cast()) };
     count
 }
 
-/// Stores the unload count of the `dl_phdr_info` it gets and stops the iteration.
+/// Stores the load counts of the `dl_phdr_info` it gets and stops the iteration.
 ///
 /// # Safety
 /// `info` must point to a valid `dl_phdr_info` of `size` bytes and `data` to an
-/// `Option<u64>`, as `dl_iterate_phdr` guarantees for the call in [`unload_count`].
+/// `Option<u128>`, as `dl_iterate_phdr` guarantees for the call in [`load_counts`].
 unsafe extern "C" fn count_callback(
     info: *mut dl_phdr_info,
     size: usize,
     data: *mut c_void,
 ) -> c_int {
     // SAFETY: per this function's contract.
-    let (info, count) = unsafe { (&*info, &mut *data.cast::<Option<u64>>()) };
+    let (info, count) = unsafe { (&*info, &mut *data.cast::<Option<u128>>()) };
     // Older loaders pass a shorter struct without the counts.
     let has_counts = size >= core::mem::offset_of!(dl_phdr_info, dlpi_subs) + size_of::<u64>();
-    *count = has_counts.then_some(info.dlpi_subs);
+    *count = has_counts.then(|| u128::from(info.dlpi_adds) << 64 | u128::from(info.dlpi_subs));
     1
 }
 

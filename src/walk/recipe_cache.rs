@@ -1,12 +1,13 @@
-//! A per-process cache of [`Recipe`]s by pc, valid while no object has been
+//! A per-process cache of [`Recipe`]s by pc, valid while no object is loaded or
 //! unloaded: a walk through a stack shape seen before then skips the object
 //! lookup, the row cache's byte comparisons and the generic row evaluation.
 //!
-//! An entry holds the pc, the loader's unload count when it was made, and the
-//! packed recipe. It is used only under the same unload count: the pc was inside
-//! a loaded object then, no object has been unloaded since, so the same object,
-//! with the same unwind tables, is still there. Objects only ever added cannot
-//! change what a pc maps to.
+//! An entry holds the pc, the loader's generation (its load and unload counts)
+//! when it was made, and the packed recipe. It is used only under the same
+//! generation: the pc was inside a loaded object then, no object has been
+//! unloaded since, so the same object, with the same unwind tables, is still
+//! there. (A load alone could not change what a pc maps to, but glibc's unload
+//! count is only exact together with its load count: see `phdr::load_counts`.)
 //!
 //! Readers never write: each entry is a sequence lock (an even count while
 //! stable, odd while written) over atomic words, which a reader copies and keeps
@@ -30,12 +31,12 @@ const _: () = assert!(SETS.is_power_of_two());
 
 /// Index of the pc in an entry's words.
 const PC: usize = 0;
-/// Index of the unload count.
+/// Index of the generation's high half, then its low half.
 const GENERATION: usize = 1;
 /// Index of the packed recipe's first word.
-const RECIPE: usize = 2;
+const RECIPE: usize = 3;
 /// Words of an entry besides its sequence count.
-const ENTRY_WORDS: usize = 2 + WORDS;
+const ENTRY_WORDS: usize = RECIPE + WORDS;
 
 /// One entry: its sequence count and its words. An unused entry's pc is 0, which
 /// no lookup uses (a lookup pc is a return address minus one, or a signal frame's
@@ -44,7 +45,7 @@ const ENTRY_WORDS: usize = 2 + WORDS;
 struct Entry {
     /// Even while the words are stable, odd while a writer changes them.
     seq: AtomicU64,
-    /// pc, unload count, packed recipe.
+    /// pc, generation, packed recipe.
     words: [AtomicU64; ENTRY_WORDS],
 }
 
@@ -57,12 +58,12 @@ impl Entry {
     /// Loads the recipe for `pc` under `generation` into `into`, if this entry
     /// holds it and no writer changed it while it was read. `into` is left
     /// meaningless otherwise.
-    fn read(&self, pc: u64, generation: u64, into: &mut Recipe) -> bool {
+    fn read(&self, pc: u64, generation: u128, into: &mut Recipe) -> bool {
         let before = self.seq.load(Ordering::Acquire);
         if before & 1 != 0 || self.words[PC].load(Ordering::Relaxed) != pc {
             return false;
         }
-        let same_generation = self.words[GENERATION].load(Ordering::Relaxed) == generation;
+        let same_generation = self.generation() == generation;
         // Only the words in use: the head, the object's start and the rules.
         let words = into.words_mut();
         words[0] = self.words[RECIPE].load(Ordering::Relaxed);
@@ -96,9 +97,16 @@ impl Entry {
         self.seq.store(before + 2, Ordering::Release);
     }
 
-    /// The pc and unload count it holds (racy: only to pick an entry to replace).
-    fn key(&self) -> (u64, u64) {
-        (self.words[PC].load(Ordering::Relaxed), self.words[GENERATION].load(Ordering::Relaxed))
+    /// The generation it holds (racy outside [`read`](Self::read)'s checks).
+    fn generation(&self) -> u128 {
+        let high = self.words[GENERATION].load(Ordering::Relaxed);
+        let low = self.words[GENERATION + 1].load(Ordering::Relaxed);
+        u128::from(high) << 64 | u128::from(low)
+    }
+
+    /// The pc and generation it holds (racy: only to pick an entry to replace).
+    fn key(&self) -> (u64, u128) {
+        (self.words[PC].load(Ordering::Relaxed), self.generation())
     }
 }
 
@@ -125,16 +133,16 @@ impl RecipeCache {
         &self.entries[set * WAYS..][..WAYS]
     }
 
-    /// Loads the recipe cached for `pc` under the unload count `generation` into
+    /// Loads the recipe cached for `pc` under the load generation `generation` into
     /// `into`, if there is one. `into` is left meaningless otherwise.
     #[inline]
-    pub(crate) fn get(&self, pc: u64, generation: u64, into: &mut Recipe) -> bool {
+    pub(crate) fn get(&self, pc: u64, generation: u128, into: &mut Recipe) -> bool {
         self.set(pc).iter().any(|entry| entry.read(pc, generation, into))
     }
 
     /// The recipe cached for `pc` under `generation` (tests).
     #[cfg(test)]
-    pub(crate) fn find(&self, pc: u64, generation: u64) -> Option<Recipe> {
+    pub(crate) fn find(&self, pc: u64, generation: u128) -> Option<Recipe> {
         let mut recipe = Recipe::EMPTY;
         self.get(pc, generation, &mut recipe).then_some(recipe)
     }
@@ -142,9 +150,9 @@ impl RecipeCache {
     /// Caches `recipe` for `pc` under `generation`: in place of an entry for the
     /// same pc, else of an unused or outdated one, else of the entry `pc` picks.
     /// Does nothing if that entry is being written.
-    pub(crate) fn put(&self, pc: u64, generation: u64, recipe: &Recipe) {
+    pub(crate) fn put(&self, pc: u64, generation: u128, recipe: &Recipe) {
         let set = self.set(pc);
-        let keys: [(u64, u64); WAYS] = core::array::from_fn(|way| set[way].key());
+        let keys: [(u64, u128); WAYS] = core::array::from_fn(|way| set[way].key());
         let way = keys
             .iter()
             .position(|&(old_pc, _)| old_pc == pc)
@@ -152,7 +160,8 @@ impl RecipeCache {
             .unwrap_or((pc >> 4) as usize % WAYS);
         let mut words = [0; ENTRY_WORDS];
         words[PC] = pc;
-        words[GENERATION] = generation;
+        words[GENERATION] = (generation >> 64) as u64;
+        words[GENERATION + 1] = generation as u64;
         words[RECIPE..].copy_from_slice(recipe.words());
         set[way].write(&words);
     }
@@ -197,6 +206,7 @@ mod tests {
         cache.put(0x4000, 7, &recipe(16));
         assert_eq!(cache.find(0x4000, 7), Some(recipe(16)));
         assert_eq!(cache.find(0x4000, 8), None, "an object was unloaded since");
+        assert_eq!(cache.find(0x4000, 7 | 1 << 64), None, "the high half counts too");
         assert_eq!(cache.find(0x4001, 7), None);
         cache.put(0x4000, 8, &recipe(32));
         assert_eq!(cache.find(0x4000, 8), Some(recipe(32)));

@@ -83,14 +83,14 @@ pub(crate) fn find_exit_slot(
 pub(crate) struct Caches<'a> {
     /// Rules by pc, checked against the object's bytes.
     pub(crate) rows: &'a RowCache,
-    /// Compiled rows by pc, valid while no object is unloaded.
+    /// Compiled rows by pc, valid while no object is loaded or unloaded.
     pub(crate) recipes: &'a RecipeCache,
 }
 
 /// [`find_exit_slot`] with the caches `caches`, giving up after `max_frames`
 /// frames (the fuzz target walks fewer than [`MAX_FRAMES`] to stay fast).
 ///
-/// A frame whose pc has a recipe under the objects' current unload count is
+/// A frame whose pc has a recipe under the objects' current load generation is
 /// unwound from it alone; any other goes through the object lookup and the row
 /// cache (or `.eh_frame`), and its row is compiled into a recipe if it can be.
 pub(crate) fn find_exit_slot_cached(
@@ -112,7 +112,7 @@ pub(crate) fn find_exit_slot_cached(
     let mut previous_cfa: Option<u64> = None;
     let mut target = Target::default();
     // Read before any lookup: recipes made in this walk are filed under it.
-    let generation = objects.unload_generation();
+    let generation = objects.load_generation();
     // The current frame's recipe, when it has one (loaded in place, not moved).
     let mut recipe = Recipe::EMPTY;
     for index in 0..max_frames {
@@ -174,7 +174,7 @@ struct Unwound {
 #[inline(never)]
 fn unwind_uncached(
     caches: Caches<'_>,
-    generation: Option<u64>,
+    generation: Option<u128>,
     objects: &mut impl Objects,
     lookup: u64,
     regs: &Context,

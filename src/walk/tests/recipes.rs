@@ -1,6 +1,7 @@
 //! The recipe cache in whole walks: a real thread's second walk comes from
-//! recipes alone and matches the first; recipes are filed under the unload count
-//! and never used under another; the loader's count moves on `dlclose`. (Every
+//! recipes alone and matches the first; recipes are filed under the load
+//! generation and never used under another; the loader's generation moves on
+//! `dlopen` and `dlclose`. (Every
 //! synthetic walk of the other tests is also checked against recipes: see
 //! `world::walk`.)
 
@@ -47,10 +48,10 @@ fn recipes_of_unloaded_code_are_never_used() {
     let reloaded = objects(&[(MIDDLE, vec![Cfi::Cfa(SP, 32)])]);
     let expected = walk_chain(&THREAD, &[(MIDDLE, vec![Cfi::Cfa(SP, 32)])]);
     assert_ne!(expected.1, old.1, "the new CFI changes the walk");
-    // After an unload the count moved: the old recipes are not used.
+    // After an unload the generation moved: the old recipes are not used.
     let mut after = CountedObjects { objects: reloaded.clone(), generation: 6 };
     assert_eq!(walk_counted(caches, &mut after), expected);
-    // The count is the only guard: under the old count the old recipes win,
+    // The generation is the only guard: under the old one the old recipes win,
     // which is why a real walk takes it from the loader before any lookup.
     let mut stale = CountedObjects { objects: reloaded, generation: 5 };
     recipes.clear();
@@ -81,7 +82,7 @@ fn real_thread_walks_again_from_recipes_alone() {
         assert!(cold.0.is_ok(), "{cold:?}");
         // Every frame of the first walk was filed, so the second one took them
         // all from recipes.
-        let generation = LoadedObjects::new().unload_generation().expect("glibc reports it");
+        let generation = LoadedObjects::new().load_generation().expect("glibc reports it");
         for frame in &cold.1 {
             assert!(
                 recipes.find(frame.pc - 1, generation).is_some(),
@@ -95,9 +96,9 @@ fn real_thread_walks_again_from_recipes_alone() {
 }
 
 #[test]
-fn unload_count_moves_on_dlclose() {
-    let count = || LoadedObjects::new().unload_generation().expect("glibc reports it");
-    let before = count();
+fn load_generation_moves_on_dlopen_and_dlclose() {
+    let generation = || LoadedObjects::new().load_generation().expect("glibc reports it");
+    let before = generation();
     // A glibc library a test binary does not load by itself (glibc ships it on
     // every Linux target; since 2.34 it is a stub).
     // SAFETY: dlopen with a NUL-terminated name; the library runs no code of
@@ -105,8 +106,12 @@ fn unload_count_moves_on_dlclose() {
     let handle =
         unsafe { libc::dlopen(c"libanl.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
     assert!(!handle.is_null(), "dlopen libanl.so.1");
-    assert_eq!(count(), before, "loading unloads nothing");
+    let loaded = generation();
+    assert!(loaded >> 64 > before >> 64, "a load raises dlpi_adds");
+    assert_eq!(loaded as u64, before as u64, "loading unloads nothing");
     // SAFETY: `handle` came from dlopen and is closed once.
     assert_eq!(unsafe { libc::dlclose(handle) }, 0);
-    assert!(count() > before, "dlclose unloaded libanl.so.1");
+    let unloaded = generation();
+    assert_eq!(unloaded >> 64, loaded >> 64);
+    assert!(unloaded as u64 > loaded as u64, "dlclose raises dlpi_subs");
 }
