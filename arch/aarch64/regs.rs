@@ -113,10 +113,13 @@ impl Context {
         }
     }
 
-    /// This frame's known callee-saved registers, every other register unknown:
-    /// what the caller sees of the registers no unwind rule mentions.
+    /// This frame's known callee-saved registers, every other register unknown
+    /// (and zero, as in a new context): what the caller sees of the registers no
+    /// unwind rule mentions.
     pub(crate) fn callee_saved(&self) -> Self {
-        Context { regs: self.regs, known: self.known & CALLEE_SAVED }
+        let known = self.known & CALLEE_SAVED;
+        let regs = core::array::from_fn(|n| if known & (1 << n) != 0 { self.regs[n] } else { 0 });
+        Context { regs, known }
     }
 
     /// Marks `reg` unknown (a register outside this file is ignored).

@@ -55,7 +55,11 @@ fn cpu_has_shadow_stack() -> bool {
     }
     // Leaf 0 gives the highest basic leaf; leaf 7 exists on every x86_64 CPU made
     // since 2013, but is checked for.
-    let has = __cpuid(0).eax >= 7 && __cpuid_count(7, 0).ecx & (1 << 7) != 0;
+    // `unsafe` for toolchains before the intrinsics became safe (the crate's
+    // minimum Rust is 1.88).
+    #[allow(unused_unsafe)]
+    // SAFETY: `cpuid` exists on every x86_64 CPU and has no side effects.
+    let has = unsafe { __cpuid(0).eax >= 7 && __cpuid_count(7, 0).ecx & (1 << 7) != 0 };
     ANSWER.store(if has { YES } else { NO }, Ordering::Relaxed);
     has
 }

@@ -54,10 +54,15 @@ unsafe extern "C" fn count_callback(
     data: *mut c_void,
 ) -> c_int {
     // SAFETY: per this function's contract.
-    let (info, count) = unsafe { (&*info, &mut *data.cast::<Option<u128>>()) };
-    // Older loaders pass a shorter struct without the counts.
+    let count = unsafe { &mut *data.cast::<Option<u128>>() };
+    // Older loaders pass a shorter struct without the counts: only `size` bytes
+    // are read, through the raw pointer, with no reference to the whole struct.
     let has_counts = size >= core::mem::offset_of!(dl_phdr_info, dlpi_subs) + size_of::<u64>();
-    *count = has_counts.then(|| u128::from(info.dlpi_adds) << 64 | u128::from(info.dlpi_subs));
+    *count = has_counts.then(|| {
+        // SAFETY: both fields lie within the `size` valid bytes checked above.
+        let (adds, subs) = unsafe { ((*info).dlpi_adds, (*info).dlpi_subs) };
+        u128::from(adds) << 64 | u128::from(subs)
+    });
     1
 }
 

@@ -301,6 +301,23 @@ mod tests {
         assert_eq!(Recipe::compile(&far, &meta(), false, 0), None);
         let reg_expr = rules(&[(arch::RA, RegisterRule::Expression(expr))]);
         assert_eq!(Recipe::compile(&reg_expr, &meta(), false, 0), None);
+        // One rule more than a recipe holds.
+        let many: Vec<_> = Context::REGISTERS[..=MAX_RULES]
+            .iter()
+            .map(|&reg| (reg, RegisterRule::SameValue))
+            .collect();
+        assert_eq!(Recipe::compile(&rules(&many), &meta(), false, 0), None);
+        assert!(Recipe::compile(&rules(&many[..MAX_RULES]), &meta(), false, 0).is_some());
+        // The signing state: 0 or 1 only (aarch64; x86_64 has none).
+        if let Some(state) = arch::RA_SIGN_STATE {
+            let signed = rules(&[(state, RegisterRule::Constant(1))]);
+            let recipe = Recipe::compile(&signed, &meta(), false, 0).expect("signed frame");
+            assert!(recipe.ra_signed());
+            let odd = rules(&[(state, RegisterRule::Constant(2))]);
+            assert_eq!(Recipe::compile(&odd, &meta(), false, 0), None);
+            let other = rules(&[(state, RegisterRule::SameValue)]);
+            assert_eq!(Recipe::compile(&other, &meta(), false, 0), None);
+        }
     }
 
     #[test]

@@ -13,8 +13,9 @@
 //! stable, odd while written) over atomic words, which a reader copies and keeps
 //! only if the count did not move meanwhile. A writer takes an entry by moving
 //! its count from even to odd with one compare-and-swap and gives up if that
-//! fails, so no one ever waits, a signal handler's walk included, and the lines
-//! of entries in use stay shared between cores.
+//! fails, so the table never makes anyone wait (a signal handler's walk
+//! included), and the lines of entries in use stay shared between cores. Reading
+//! the generation does take the loader's recursive lock (`phdr::load_counts`).
 
 use super::recipe::{Recipe, WORDS};
 use core::sync::atomic::{AtomicU64, Ordering, fence};
@@ -39,8 +40,7 @@ const RECIPE: usize = 3;
 const ENTRY_WORDS: usize = RECIPE + WORDS;
 
 /// One entry: its sequence count and its words. An unused entry's pc is 0, which
-/// no lookup uses (a lookup pc is a return address minus one, or a signal frame's
-/// interrupted pc, both inside some object's code).
+/// is never cached nor looked up.
 #[repr(align(64))]
 struct Entry {
     /// Even while the words are stable, odd while a writer changes them.
@@ -137,7 +137,7 @@ impl RecipeCache {
     /// `into`, if there is one. `into` is left meaningless otherwise.
     #[inline]
     pub(crate) fn get(&self, pc: u64, generation: u128, into: &mut Recipe) -> bool {
-        self.set(pc).iter().any(|entry| entry.read(pc, generation, into))
+        pc != 0 && self.set(pc).iter().any(|entry| entry.read(pc, generation, into))
     }
 
     /// The recipe cached for `pc` under `generation` (tests).
@@ -149,8 +149,11 @@ impl RecipeCache {
 
     /// Caches `recipe` for `pc` under `generation`: in place of an entry for the
     /// same pc, else of an unused or outdated one, else of the entry `pc` picks.
-    /// Does nothing if that entry is being written.
+    /// Does nothing if that entry is being written, or for pc 0 (an unused entry's).
     pub(crate) fn put(&self, pc: u64, generation: u128, recipe: &Recipe) {
+        if pc == 0 {
+            return;
+        }
         let set = self.set(pc);
         let keys: [(u64, u128); WAYS] = core::array::from_fn(|way| set[way].key());
         let way = keys
@@ -228,6 +231,15 @@ mod tests {
     }
 
     #[test]
+    fn pc_zero_is_never_cached() {
+        let cache = RecipeCache::new();
+        // An unused entry holds pc 0 and generation 0.
+        assert_eq!(cache.find(0, 0), None);
+        cache.put(0, 3, &recipe(16));
+        assert_eq!(cache.find(0, 3), None);
+    }
+
+    #[test]
     fn a_full_set_keeps_working() {
         let cache = RecipeCache::new();
         // pcs that share a set: more than it has ways.
@@ -248,17 +260,24 @@ mod tests {
     fn concurrent_readers_never_see_a_torn_recipe() {
         let cache = RecipeCache::new();
         let (a, b) = (recipe(16), recipe(1 << 20));
-        std::thread::scope(|scope| {
+        let writing = core::sync::atomic::AtomicBool::new(true);
+        let hits = std::thread::scope(|scope| {
             scope.spawn(|| {
-                for n in 0..20_000 {
+                for n in 0..200_000 {
                     cache.put(0x4000, 1, if n % 2 == 0 { &a } else { &b });
                 }
+                writing.store(false, Ordering::Release);
             });
-            for _ in 0..20_000 {
+            // Reads for as long as the writer writes.
+            let mut hits = 0_u64;
+            while writing.load(Ordering::Acquire) || hits == 0 {
                 if let Some(found) = cache.find(0x4000, 1) {
                     assert!(found == a || found == b, "torn: {found:?}");
+                    hits += 1;
                 }
             }
+            hits
         });
+        assert!(hits > 0);
     }
 }

@@ -76,20 +76,35 @@ fn real_thread_walks_again_from_recipes_alone() {
             });
             (result, frames)
         };
-        // Both walks from the same call site, so they see the same frames.
-        let mut walks = (0..2).map(|_| walk()).collect::<Vec<_>>().into_iter();
-        let (cold, warm) = (walks.next().unwrap(), walks.next().unwrap());
-        assert!(cold.0.is_ok(), "{cold:?}");
-        // Every frame of the first walk was filed, so the second one took them
-        // all from recipes.
-        let generation = LoadedObjects::new().load_generation().expect("glibc reports it");
-        for frame in &cold.1 {
-            assert!(
-                recipes.find(frame.pc - 1, generation).is_some(),
-                "frame {frame:?} has no recipe"
-            );
+        let generation = || LoadedObjects::new().load_generation().expect("glibc reports it");
+        // Another test loads and unloads a library meanwhile: a round whose
+        // generation moved is tried again.
+        for _round in 0..100 {
+            let before = generation();
+            // Both walks from the same call site, so they see the same frames.
+            let mut walks = Vec::new();
+            for pass in 0..2 {
+                walks.push(walk());
+                if pass == 0 {
+                    let (result, frames) = &walks[0];
+                    assert!(result.is_ok(), "{result:?}");
+                    // Every frame of the first walk was filed before the second
+                    // one starts, so the second takes them all from recipes.
+                    for frame in frames.iter().filter(|_| generation() == before) {
+                        assert!(
+                            recipes.find(frame.pc - 1, before).is_some(),
+                            "frame {frame:?} has no recipe"
+                        );
+                    }
+                }
+            }
+            if generation() != before {
+                continue;
+            }
+            assert_eq!(walks[1], walks[0]);
+            return;
         }
-        assert_eq!(warm, cold);
+        panic!("the load generation moved in every round");
     })
     .join()
     .expect("walk thread");

@@ -172,15 +172,22 @@ fn busy_set_falls_back_to_the_uncached_walk() {
 #[test]
 fn real_thread_walk_is_cached_whole() {
     static CACHE: RowCache = RowCache::new();
-    // Empty, so the first walk goes through the row cache for every frame.
     static RECIPES: RecipeCache = RecipeCache::new();
+    /// The loaded objects with no load generation: the recipe cache stays off,
+    /// so both walks go through the row cache for every frame.
+    struct NoGeneration(LoadedObjects);
+    impl Objects for NoGeneration {
+        fn find(&mut self, pc: u64) -> Result<ObjectInfo<'_>, WalkError> {
+            self.0.find(pc)
+        }
+    }
     std::thread::spawn(|| {
         let mut frames: Vec<Frame> = Vec::new();
         let walk = |frames: &mut Vec<Frame>| {
             frames.clear();
             with_context(|ctx| {
                 let mut mem = StackMemory::current_thread(ctx)?;
-                let mut objects = LoadedObjects::new();
+                let mut objects = NoGeneration(LoadedObjects::new());
                 let caches = Caches { rows: &CACHE, recipes: &RECIPES };
                 find_exit_slot_cached(caches, MAX_FRAMES, ctx, &mut mem, &mut objects, &mut |f| {
                     frames.push(*f)
