@@ -1,19 +1,28 @@
 //! The recipe cache in whole walks: a real thread's second walk comes from
 //! recipes alone and matches the first; recipes are filed under the load
 //! generation and never used under another; the loader's generation moves on
-//! `dlopen` and `dlclose`. (Every
+//! `dlopen` and `dlclose`; and one step from a recipe equals the step from the
+//! row it was compiled from, on random rows, registers and stacks. (Every
 //! synthetic walk of the other tests is also checked against recipes: see
 //! `world::walk`.)
 
 use super::cfi::Cfi;
 use super::fake::CountedObjects;
+use super::fake::FakeStack;
 use super::isa::SP;
 use super::world::*;
-use crate::arch::with_context;
+use crate::arch::{self, Context, with_context};
 use crate::walk::cache::RowCache;
+use crate::walk::recipe::{MAX_RULES, Recipe};
 use crate::walk::recipe_cache::RecipeCache;
+use crate::walk::row::{Located, Meta};
+use crate::walk::rules::Rules;
+use crate::walk::step;
 use crate::walk::walker::{Caches, find_exit_slot_cached};
-use crate::walk::{ExitSlot, Frame, LoadedObjects, MAX_FRAMES, Objects, StackMemory, WalkError};
+use crate::walk::{
+    ExitSlot, Frame, LoadedObjects, MAX_FRAMES, ObjectInfo, Objects, StackMemory, WalkError,
+};
+use gimli::{CfaRule, Register, RegisterRule};
 
 /// The std/C thread shape: start routine → start_thread → clone3.
 const THREAD: [u64; 5] = [ret(INNER), ret(MIDDLE), ret(START), ret(START_THREAD), ret(CLONE)];
@@ -129,4 +138,120 @@ fn load_generation_moves_on_dlopen_and_dlclose() {
     let unloaded = generation();
     assert_eq!(unloaded >> 64, loaded >> 64);
     assert!(unloaded as u64 > loaded as u64, "dlclose raises dlpi_subs");
+}
+
+/// A small deterministic generator (xorshift64*), so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A register: usually one of the file, sometimes one outside it.
+    fn register(&mut self) -> Register {
+        let count = Context::REGISTERS.len() as u64;
+        Register(if self.below(8) == 0 {
+            (count + self.below(40)) as u16
+        } else {
+            self.below(count) as u16
+        })
+    }
+
+    /// A stack-sized offset, sometimes misaligned or far off.
+    fn offset(&mut self) -> i64 {
+        match self.below(8) {
+            0 => self.below(1 << 12) as i64 - (1 << 11),
+            1 => i64::from(i32::MAX) - self.below(64) as i64,
+            _ => (self.below(32) as i64 - 16) * 8,
+        }
+    }
+}
+
+#[test]
+fn unwind_recipe_matches_unwind_on_random_rows() {
+    const BASE: u64 = 0x7000_0000;
+    const WORDS: usize = 64;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let object = ObjectInfo {
+        start: 0,
+        eh_frame_hdr: &[],
+        eh_frame_hdr_addr: 0,
+        eh_frame: &[],
+        eh_frame_addr: 0,
+        is_libc: false,
+    };
+    let meta = Meta {
+        encoding: gimli::Encoding { address_size: 8, format: gimli::Format::Dwarf32, version: 1 },
+        ra_column: arch::RA,
+        signal_trampoline: false,
+    };
+    let mut compiled = 0;
+    for case in 0..30_000 {
+        let mut registers = Vec::new();
+        for reg in Context::REGISTERS {
+            let rule = match rng.below(8) {
+                0 => RegisterRule::Undefined,
+                1 => RegisterRule::SameValue,
+                2 | 3 => RegisterRule::Offset(rng.offset()),
+                4 => RegisterRule::ValOffset(rng.offset()),
+                5 => RegisterRule::Register(rng.register()),
+                _ => continue,
+            };
+            registers.push((reg, rule));
+        }
+        if let Some(state) = arch::RA_SIGN_STATE {
+            match rng.below(3) {
+                0 => registers.push((state, RegisterRule::Constant(rng.below(2)))),
+                1 => registers.push((state, RegisterRule::Constant(rng.below(3)))),
+                _ => {}
+            }
+        }
+        // Drop rules at random until a recipe could hold them, most of the time.
+        while registers.len() > MAX_RULES && rng.below(16) != 0 {
+            registers.remove(rng.below(registers.len() as u64) as usize);
+        }
+        let cfa = CfaRule::RegisterAndOffset { register: rng.register(), offset: rng.offset() };
+        let mut rules = Rules::NONE;
+        rules.set_for_test(cfa, &registers);
+        let Some(recipe) = Recipe::compile(&rules, &meta, false, 0) else { continue };
+        compiled += 1;
+
+        let mut regs = Context::new();
+        for reg in Context::REGISTERS {
+            if rng.below(4) != 0 {
+                let value = BASE + rng.below(WORDS as u64 * 8 + 64) - 32;
+                regs.set(reg, value);
+            }
+        }
+        let mut stack = FakeStack::new(BASE, WORDS);
+        for n in 0..WORDS as u64 {
+            stack.put(BASE + 8 * n, rng.next());
+        }
+        let pc = 0x1_0000 + case;
+        let located = Located::new(&object, pc, &rules, meta);
+        let (mut by_rules, mut by_recipe) = (Context::new(), Context::new());
+        let expected = step::unwind(&located, &regs, &mut by_rules, &mut stack.clone());
+        let got = step::unwind_recipe(&recipe, pc, &regs, &mut by_recipe, &mut stack.clone());
+        assert_eq!(got, expected, "case {case}: {rules:?}");
+        if matches!(expected, Ok(step) if !step.outermost) {
+            for reg in (0..80).map(Register) {
+                assert_eq!(
+                    by_recipe.get(reg),
+                    by_rules.get(reg),
+                    "case {case}, register {}",
+                    reg.0
+                );
+            }
+            assert_eq!(by_recipe.pc(), by_rules.pc(), "case {case}");
+        }
+    }
+    assert!(compiled > 10_000, "only {compiled} rows compiled");
 }
