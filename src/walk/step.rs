@@ -43,6 +43,23 @@ impl Step {
             ra_signed,
         })
     }
+
+    /// The step of a frame with a caller, once `caller` holds the caller's
+    /// registers: the return address is the caller's RA column, and the caller's
+    /// pc is that address with any signature stripped.
+    fn with_caller(
+        pc: u64,
+        cfa: u64,
+        caller: &mut Context,
+        ra_rule: RuleKind,
+        ra_slot: Option<u64>,
+        ra_signed: bool,
+    ) -> Result<Self, WalkError> {
+        let return_address =
+            caller.get(arch::RA).ok_or(WalkError::UnknownRegister { pc, register: arch::RA.0 })?;
+        caller.set_pc(arch::strip_return_address(return_address, ra_signed));
+        Ok(Step { cfa, outermost: false, ra_rule, ra_slot, return_address, ra_signed })
+    }
 }
 
 /// Unwinds the frame with registers `regs` using its row `loc`, writing the
@@ -87,10 +104,7 @@ pub(crate) fn unwind(
             caller.set(reg, value);
         }
     }
-    let return_address =
-        caller.get(arch::RA).ok_or(WalkError::UnknownRegister { pc, register: arch::RA.0 })?;
-    caller.set_pc(arch::strip_return_address(return_address, ra_signed));
-    Ok(Step { cfa, outermost: false, ra_rule: ra_kind, ra_slot, return_address, ra_signed })
+    Step::with_caller(pc, cfa, caller, ra_kind, ra_slot, ra_signed)
 }
 
 /// Unwinds the frame with registers `regs`, looked up at `pc`, using its compiled
@@ -138,10 +152,7 @@ pub(crate) fn unwind_recipe(
             None => caller.forget(reg),
         }
     }
-    let return_address =
-        caller.get(arch::RA).ok_or(WalkError::UnknownRegister { pc, register: arch::RA.0 })?;
-    caller.set_pc(arch::strip_return_address(return_address, ra_signed));
-    Ok(Step { cfa, outermost: false, ra_rule: ra_kind, ra_slot, return_address, ra_signed })
+    Step::with_caller(pc, cfa, caller, ra_kind, ra_slot, ra_signed)
 }
 
 /// The frame's CFA from the row's CFA rule.

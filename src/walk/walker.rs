@@ -124,14 +124,15 @@ pub(crate) fn find_exit_slot_cached(
         let lookup = if exact_pc { pc } else { pc.wrapping_sub(1) };
         let cached = generation
             .is_some_and(|generation| caches.recipes.get(lookup, generation, &mut recipe));
-        let Unwound { step, is_libc, object_start, signal_trampoline } = match cached {
-            true => Unwound {
+        let Unwound { step, is_libc, object_start, signal_trampoline } = if cached {
+            Unwound {
                 step: step::unwind_recipe(&recipe, lookup, regs, caller, mem)?,
                 is_libc: recipe.is_libc(),
                 object_start: recipe.object_start(),
                 signal_trampoline: false,
-            },
-            false => unwind_uncached(caches, generation, objects, lookup, regs, caller, mem)?,
+            }
+        } else {
+            unwind_uncached(caches, generation, objects, lookup, regs, caller, mem)?
         };
         // Every frame with a caller must have a CFA strictly above its callee's,
         // or the walk could spin. The outermost frame may share its callee's CFA:
