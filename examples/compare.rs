@@ -217,10 +217,36 @@ fn per_thread(rows: &mut Vec<Row>, process_first: f64) {
         "cold: first `id()` from a call site the walk has not seen (one frame's rules from `.eh_frame`)",
         ns(new_site),
     ));
+    let reloaded: Vec<f64> = (0..RELOADS)
+        .map_while(|_| {
+            reload_a_library().then(|| thread::spawn(first_id_ns).join().expect("thread"))
+        })
+        .collect();
+    if reloaded.len() == RELOADS {
+        rows.push(Row::note(
+            "cold: first `id()` after a `dlopen` + `dlclose` (no recipe valid: rows from the row cache)",
+            ns(timing::median(reloaded)),
+        ));
+    }
     rows.push(Row::note(
         "cold: first `id()` in the process (+ FDE/GDB registration)",
         ns(process_first),
     ));
+}
+
+/// Threads timed after [`reload_a_library`].
+const RELOADS: usize = 64;
+
+/// Loads and unloads a library this process does not otherwise use (glibc's
+/// `libanl`, a stub since 2.34), which moves the loader's generation and so makes
+/// every cached recipe stale. Returns whether both calls succeeded.
+fn reload_a_library() -> bool {
+    // SAFETY: dlopen with a NUL-terminated name; the library runs no code of
+    // interest, and the handle is closed right after.
+    let handle =
+        unsafe { libc::dlopen(c"libanl.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    // SAFETY: a non-null handle from dlopen, closed once.
+    !handle.is_null() && unsafe { libc::dlclose(handle) } == 0
 }
 
 fn memory_rows(rows: &mut Vec<Row>) {
