@@ -203,7 +203,13 @@ fn header(object: &ObjectInfo<'_>) -> Option<[u8; HEADER_BYTES]> {
 
 /// The set a pc lives in (a multiplicative hash: the top bits of `pc * φ`).
 fn set_of(pc: u64) -> usize {
-    (pc.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SETS.trailing_zeros())) as usize
+    pc_hash(pc, SETS)
+}
+
+/// A pc's index among `sets` (a power of two): the top bits of `pc * φ`, a
+/// multiplicative hash. The row and recipe caches both pick sets with it.
+pub(super) fn pc_hash(pc: u64, sets: usize) -> usize {
+    (pc.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - sets.trailing_zeros())) as usize
 }
 
 /// One set of entries.

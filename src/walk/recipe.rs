@@ -124,11 +124,7 @@ impl Recipe {
         let CfaRule::RegisterAndOffset { register: cfa_register, offset } = rules.cfa() else {
             return None;
         };
-        let ra_signed = match arch::RA_SIGN_STATE.and_then(|state| rules.register(state)) {
-            None | Some(RegisterRule::Constant(0)) => false,
-            Some(RegisterRule::Constant(1)) => true,
-            Some(_) => return None,
-        };
+        let ra_signed = rules.ra_signed()?;
         let mut words = [0; WORDS];
         let mut len = 0;
         for reg in Context::REGISTERS {
@@ -235,18 +231,6 @@ mod tests {
     use super::*;
     use crate::walk::rules::Rules;
 
-    fn meta() -> Meta {
-        Meta {
-            encoding: gimli::Encoding {
-                address_size: 8,
-                format: gimli::Format::Dwarf32,
-                version: 1,
-            },
-            ra_column: arch::RA,
-            signal_trampoline: false,
-        }
-    }
-
     /// Rules with the CFA `sp + 16` and `regs`.
     fn rules(regs: &[(Register, RegisterRule<usize>)]) -> Rules {
         let mut rules = Rules::NONE;
@@ -264,7 +248,8 @@ mod tests {
             (Register(2), RegisterRule::ValOffset(i64::from(i32::MIN))),
             (Register(0), RegisterRule::Undefined),
         ]);
-        let recipe = Recipe::compile(&rules, &meta(), true, 0x5555_0000).expect("simple row");
+        let recipe =
+            Recipe::compile(&rules, &Meta::ordinary(), true, 0x5555_0000).expect("simple row");
         let regs: Vec<u16> = recipe.rules().map(|(reg, _)| reg.0).collect();
         let mut sorted = regs.clone();
         sorted.sort_unstable();
@@ -288,42 +273,43 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_unwind_exactly() {
         let simple = rules(&[(arch::RA, RegisterRule::Offset(-8))]);
-        assert!(Recipe::compile(&simple, &meta(), false, 0).is_some());
-        let signal = Meta { signal_trampoline: true, ..meta() };
+        assert!(Recipe::compile(&simple, &Meta::ordinary(), false, 0).is_some());
+        let signal = Meta { signal_trampoline: true, ..Meta::ordinary() };
         assert_eq!(Recipe::compile(&simple, &signal, false, 0), None);
-        let other_ra = Meta { ra_column: Register(5), ..meta() };
+        let other_ra = Meta { ra_column: Register(5), ..Meta::ordinary() };
         assert_eq!(Recipe::compile(&simple, &other_ra, false, 0), None);
         let expr = gimli::UnwindExpression { offset: 0, length: 1 };
         let mut cfa_expr = Rules::NONE;
         cfa_expr.set_for_test(CfaRule::Expression(expr), &[]);
-        assert_eq!(Recipe::compile(&cfa_expr, &meta(), false, 0), None);
+        assert_eq!(Recipe::compile(&cfa_expr, &Meta::ordinary(), false, 0), None);
         let far = rules(&[(arch::RA, RegisterRule::Offset(1 << 40))]);
-        assert_eq!(Recipe::compile(&far, &meta(), false, 0), None);
+        assert_eq!(Recipe::compile(&far, &Meta::ordinary(), false, 0), None);
         let reg_expr = rules(&[(arch::RA, RegisterRule::Expression(expr))]);
-        assert_eq!(Recipe::compile(&reg_expr, &meta(), false, 0), None);
+        assert_eq!(Recipe::compile(&reg_expr, &Meta::ordinary(), false, 0), None);
         // One rule more than a recipe holds.
         let many: Vec<_> = Context::REGISTERS[..=MAX_RULES]
             .iter()
             .map(|&reg| (reg, RegisterRule::SameValue))
             .collect();
-        assert_eq!(Recipe::compile(&rules(&many), &meta(), false, 0), None);
-        assert!(Recipe::compile(&rules(&many[..MAX_RULES]), &meta(), false, 0).is_some());
+        assert_eq!(Recipe::compile(&rules(&many), &Meta::ordinary(), false, 0), None);
+        assert!(Recipe::compile(&rules(&many[..MAX_RULES]), &Meta::ordinary(), false, 0).is_some());
         // The signing state: 0 or 1 only (aarch64; x86_64 has none).
         if let Some(state) = arch::RA_SIGN_STATE {
             let signed = rules(&[(state, RegisterRule::Constant(1))]);
-            let recipe = Recipe::compile(&signed, &meta(), false, 0).expect("signed frame");
+            let recipe =
+                Recipe::compile(&signed, &Meta::ordinary(), false, 0).expect("signed frame");
             assert!(recipe.ra_signed());
             let odd = rules(&[(state, RegisterRule::Constant(2))]);
-            assert_eq!(Recipe::compile(&odd, &meta(), false, 0), None);
+            assert_eq!(Recipe::compile(&odd, &Meta::ordinary(), false, 0), None);
             let other = rules(&[(state, RegisterRule::SameValue)]);
-            assert_eq!(Recipe::compile(&other, &meta(), false, 0), None);
+            assert_eq!(Recipe::compile(&other, &Meta::ordinary(), false, 0), None);
         }
     }
 
     #[test]
     fn words_that_hold_no_recipe_are_refused() {
         let one = rules(&[(arch::RA, RegisterRule::Offset(-8))]);
-        let recipe = Recipe::compile(&one, &meta(), false, 0).unwrap();
+        let recipe = Recipe::compile(&one, &Meta::ordinary(), false, 0).unwrap();
         assert!(recipe.is_valid());
         let with = |change: &dyn Fn(&mut [u64; WORDS])| {
             let mut changed = recipe;

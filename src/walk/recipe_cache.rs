@@ -17,6 +17,7 @@
 //! included), and the lines of entries in use stay shared between cores. Reading
 //! the generation does take the loader's recursive lock (`phdr::load_counts`).
 
+use super::cache::pc_hash;
 use super::recipe::{Recipe, WORDS};
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
@@ -128,9 +129,7 @@ impl RecipeCache {
 
     /// The entries of `pc`'s set.
     fn set(&self, pc: u64) -> &[Entry] {
-        // A multiplicative hash: the top bits of `pc * φ`.
-        let set = (pc.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SETS.trailing_zeros())) as usize;
-        &self.entries[set * WAYS..][..WAYS]
+        &self.entries[pc_hash(pc, SETS) * WAYS..][..WAYS]
     }
 
     /// Loads the recipe cached for `pc` under the load generation `generation` into
@@ -189,15 +188,7 @@ mod tests {
             gimli::CfaRule::RegisterAndOffset { register: crate::arch::SP, offset: offset.into() },
             &[(crate::arch::RA, gimli::RegisterRule::Offset(-i64::from(offset)))],
         );
-        let meta = crate::walk::row::Meta {
-            encoding: gimli::Encoding {
-                address_size: 8,
-                format: gimli::Format::Dwarf32,
-                version: 1,
-            },
-            ra_column: crate::arch::RA,
-            signal_trampoline: false,
-        };
+        let meta = crate::walk::row::Meta::ordinary();
         // Every word depends on `offset`, so a torn copy matches no recipe.
         Recipe::compile(&rules, &meta, false, 0x1000 * offset as u64).expect("simple")
     }

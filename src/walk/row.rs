@@ -34,6 +34,24 @@ pub(crate) struct Meta {
     pub(crate) signal_trampoline: bool,
 }
 
+impl Meta {
+    /// An ordinary frame's CIE facts: 64-bit addresses, DWARF32, version 1, the
+    /// ISA's return-address column, no signal frame (tests build rows without a
+    /// CIE).
+    #[cfg(test)]
+    pub(crate) fn ordinary() -> Self {
+        Meta {
+            encoding: gimli::Encoding {
+                address_size: 8,
+                format: gimli::Format::Dwarf32,
+                version: 1,
+            },
+            ra_column: arch::RA,
+            signal_trampoline: false,
+        }
+    }
+}
+
 /// The unwind rules that cover a pc, with what evaluating them needs.
 #[derive(Clone, Debug)]
 pub(crate) struct Located<'a, 'r> {

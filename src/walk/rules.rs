@@ -112,6 +112,19 @@ impl Rules {
         }
     }
 
+    /// Whether the row's saved return address is signed, from the signing-state
+    /// pseudo-register's rule: absent or the constant 0 (no), the constant 1
+    /// (yes); `None` for any other rule, which the walk does not understand. Never
+    /// signed on an ISA without the pseudo-register.
+    pub(crate) fn ra_signed(&self) -> Option<bool> {
+        let Some(state) = arch::RA_SIGN_STATE else { return Some(false) };
+        match self.register(state) {
+            None | Some(RegisterRule::Constant(0)) => Some(false),
+            Some(RegisterRule::Constant(1)) => Some(true),
+            Some(_) => None,
+        }
+    }
+
     /// The rule of `reg`, `None` if it has none (as gimli's `register`). A register
     /// outside the tracked ones and the signing state never has one here.
     pub(crate) fn register(&self, reg: Register) -> Option<RegisterRule<usize>> {

@@ -169,14 +169,7 @@ fn cfa(loc: &Located<'_, '_>, regs: &Context, mem: &mut impl Memory) -> Result<u
 /// Whether the return address is signed: the signing-state pseudo-register's
 /// rule must be absent (unsigned) or the constant 0 or 1.
 fn ra_signed(loc: &Located<'_, '_>) -> Result<bool, WalkError> {
-    let Some(state) = arch::RA_SIGN_STATE else {
-        return Ok(false);
-    };
-    match loc.rules.register(state) {
-        None | Some(RegisterRule::Constant(0)) => Ok(false),
-        Some(RegisterRule::Constant(1)) => Ok(true),
-        Some(_) => Err(WalkError::BadSignState { pc: loc.pc }),
-    }
+    loc.rules.ra_signed().ok_or(WalkError::BadSignState { pc: loc.pc })
 }
 
 /// The caller's value of `reg`, or `None` when it is unknown there.

@@ -188,11 +188,7 @@ fn unwind_recipe_matches_unwind_on_random_rows() {
         eh_frame_addr: 0,
         is_libc: false,
     };
-    let meta = Meta {
-        encoding: gimli::Encoding { address_size: 8, format: gimli::Format::Dwarf32, version: 1 },
-        ra_column: arch::RA,
-        signal_trampoline: false,
-    };
+    let meta = Meta::ordinary();
     let mut compiled = 0;
     for case in 0..30_000 {
         let mut registers = Vec::new();
