@@ -64,6 +64,7 @@ fn main() {
     go.send(()).unwrap();
     let result = thread.join().unwrap();
     println!("  joined; the thread returned {result:?}");
+    println!("  stack bounds of new threads from: {}", diagnostics::stack_bounds_source());
 }
 
 /// Prints every frame the CFI walk visits on this thread, and the slot it picks.

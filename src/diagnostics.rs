@@ -39,6 +39,13 @@ pub fn unwinders_aware() -> Vec<&'static str> {
     imp::unwinders_aware()
 }
 
+/// Where the walk takes a new thread's stack bounds from: `pthread_getattr_np`, or
+/// the thread descriptor's stack fields once they were located and confirmed
+/// against it (the main thread always asks `pthread_getattr_np`).
+pub fn stack_bounds_source() -> String {
+    imp::stack_bounds_source()
+}
+
 /// Control-flow protections of this thread that the hijack must respect, one line
 /// each: pointer authentication, branch target identification, shadow stack.
 pub fn protections() -> [(&'static str, &'static str); 3] {
@@ -76,6 +83,22 @@ mod imp {
         crate::unwind_info::describe()
     }
 
+    pub(super) fn stack_bounds_source() -> String {
+        match walk::stack_bounds_source() {
+            walk::StackBoundsSource::Descriptor { word } => format!(
+                "the thread descriptor's stack fields at word {word} (located and confirmed \
+                 against pthread_getattr_np)"
+            ),
+            walk::StackBoundsSource::Searching => {
+                "pthread_getattr_np (the descriptor's stack fields are not located yet)".into()
+            }
+            walk::StackBoundsSource::GaveUp => {
+                "pthread_getattr_np (the descriptor's stack fields were not found in one place)"
+                    .into()
+            }
+        }
+    }
+
     pub(super) fn protections() -> [(&'static str, &'static str); 3] {
         [
             ("pointer authentication", arch::pointer_auth_state()),
@@ -101,6 +124,10 @@ mod imp {
 
     pub(super) fn unwinders_aware() -> Vec<&'static str> {
         Vec::new()
+    }
+
+    pub(super) fn stack_bounds_source() -> String {
+        "none (the hijack is not built for this target)".into()
     }
 
     pub(super) fn protections() -> [(&'static str, &'static str); 3] {

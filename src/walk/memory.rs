@@ -44,15 +44,16 @@ impl StackMemory {
     /// page. The captured frame must belong to the current thread and still be
     /// live (as it is inside [`with_context`](crate::arch::with_context)).
     ///
-    /// Not async-signal-safe: `pthread_getattr_np` allocates, and for the main
-    /// thread it reads `/proc/self/maps`.
+    /// Not async-signal-safe: `pthread_getattr_np`, which the bounds come from
+    /// until the descriptor's stack fields are located and always on the main
+    /// thread, allocates, and for the main thread it reads `/proc/self/maps`.
     ///
     /// Fails with [`WalkError::LowStack`] when less than [`WALK_STACK_NEED`] bytes of
     /// stack are left below `ctx`'s stack pointer: the walk would overflow the
     /// stack, so the thread falls back instead.
     pub(crate) fn current_thread(ctx: &Context) -> Result<Self, WalkError> {
         let sp = ctx.sp().ok_or(WalkError::StackBounds)?;
-        let (lo, hi) = thread_stack_bounds()?;
+        let (lo, hi) = super::thread_stack::current()?;
         if sp < lo || sp >= hi {
             return Err(WalkError::StackBounds);
         }
@@ -80,29 +81,6 @@ impl Memory for StackMemory {
         // The read is volatile because these bytes belong to other live frames.
         Ok(unsafe { ptr.read_volatile() })
     }
-}
-
-/// `[lo, hi)` of the calling thread's stack, from `pthread_getattr_np`.
-fn thread_stack_bounds() -> Result<(u64, u64), WalkError> {
-    let mut attr = core::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
-    // SAFETY: `attr` is valid for writes; on success it is initialised and must be
-    // destroyed, which the code below does on every path.
-    if unsafe { libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) } != 0 {
-        return Err(WalkError::StackBounds);
-    }
-    let mut addr = core::ptr::null_mut();
-    let mut size = 0;
-    // SAFETY: `attr` was initialised by `pthread_getattr_np`; the out-pointers are
-    // valid locals.
-    let rc = unsafe { libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size) };
-    // SAFETY: `attr` is initialised and destroyed exactly once.
-    unsafe { libc::pthread_attr_destroy(attr.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(WalkError::StackBounds);
-    }
-    let lo = addr as u64;
-    let hi = lo.checked_add(size as u64).ok_or(WalkError::StackBounds)?;
-    Ok((lo, hi))
 }
 
 #[cfg(test)]
