@@ -12,6 +12,22 @@ mod imp;
 #[cfg(hijack_supported)]
 pub(crate) use imp::*;
 
+/// The positions of the bits set in `mask`, lowest first; `N` must be their count.
+#[cfg(hijack_supported)]
+pub(crate) const fn bit_positions<const N: usize>(mask: u64) -> [usize; N] {
+    let mut positions = [0; N];
+    let (mut bit, mut found) = (0, 0);
+    while bit < 64 {
+        if mask & (1 << bit) != 0 {
+            positions[found] = bit;
+            found += 1;
+        }
+        bit += 1;
+    }
+    assert!(found == N, "N is not the number of bits set");
+    positions
+}
+
 #[cfg(all(test, hijack_supported))]
 mod tests {
     use super::*;
@@ -23,7 +39,9 @@ mod tests {
         for reg in Context::REGISTERS {
             ctx.set(reg, u64::from(reg.0) + 1);
         }
-        let saved = ctx.callee_saved();
+        // Over a context that knew every register: the others become unknown.
+        let mut saved = ctx;
+        saved.inherit_callee_saved(&ctx);
         for reg in Context::REGISTERS {
             let expected = is_callee_saved(reg).then_some(u64::from(reg.0) + 1);
             assert_eq!(saved.get(reg), expected, "register {}", reg.0);
@@ -32,5 +50,18 @@ mod tests {
         assert_eq!(ctx.get(SP), None);
         ctx.forget(Register(200)); // outside the file: ignored
         assert!(!is_callee_saved(Register(200)));
+    }
+
+    #[test]
+    fn equality_ignores_unknown_slots() {
+        let mut a = Context::new();
+        a.set(SP, 0x1000);
+        let mut b = a;
+        b.set(RA, 0x2000);
+        assert_ne!(a, b);
+        b.forget(RA);
+        assert_eq!(a, b, "only the unknown slot differs");
+        b.set(SP, 0x1008);
+        assert_ne!(a, b);
     }
 }

@@ -109,6 +109,12 @@ fn claim_copy(original_return: usize) -> Result<usize, FallbackReason> {
     let copy = (0..arch::TRAMPOLINE_COPIES)
         .find(|&copy| {
             let cell = &arch::ORIGINAL_RETURNS[copy];
+            // A load first: a copy already serving this address (every thread after
+            // the first) is found without taking its cache line exclusively.
+            match cell.load(Ordering::Acquire) {
+                0 => {}
+                existing => return existing == original_return,
+            }
             match cell.compare_exchange(0, original_return, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => true,
                 Err(existing) => existing == original_return,

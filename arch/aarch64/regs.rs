@@ -45,6 +45,10 @@ pub(crate) const CAPTURED: u64 = {
 /// The `known` bits of the callee-saved registers x19-x29 (AAPCS64 §6.1.1).
 const CALLEE_SAVED: u64 = CAPTURED & !bit(SP) & !bit(PC);
 
+/// The callee-saved registers' numbers, in increasing order.
+const CALLEE_SAVED_LIST: [usize; CALLEE_SAVED.count_ones() as usize] =
+    crate::arch::bit_positions(CALLEE_SAVED);
+
 /// Register rules a frame that saves every callee-saved register has: those,
 /// the return-address column and the stack pointer.
 pub(crate) const FULL_SAVE_RULES: usize = CALLEE_SAVED.count_ones() as usize + 2;
@@ -70,8 +74,10 @@ pub(crate) fn is_callee_saved(reg: Register) -> bool {
 
 /// The registers of one frame, each with a "known" flag.
 ///
-/// `#[repr(C)]` because the capture routine writes `regs` by offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `#[repr(C)]` because the capture routine writes `regs` by offset. Two contexts
+/// are equal when they know the same registers with the same values; what an
+/// unknown register's slot holds does not matter.
+#[derive(Clone, Copy, Debug)]
 #[repr(C)]
 pub(crate) struct Context {
     /// Register values by DWARF number; meaningful only where `known` has the bit.
@@ -113,13 +119,14 @@ impl Context {
         }
     }
 
-    /// This frame's known callee-saved registers, every other register unknown
-    /// (and zero, as in a new context): what the caller sees of the registers no
-    /// unwind rule mentions.
-    pub(crate) fn callee_saved(&self) -> Self {
-        let known = self.known & CALLEE_SAVED;
-        let regs = core::array::from_fn(|n| if known & (1 << n) != 0 { self.regs[n] } else { 0 });
-        Context { regs, known }
+    /// Makes this the caller's registers as they are before any unwind rule:
+    /// `frame`'s known callee-saved registers, every other register unknown.
+    /// Copies those registers only (unknown slots keep whatever they held).
+    pub(crate) fn inherit_callee_saved(&mut self, frame: &Context) {
+        for n in CALLEE_SAVED_LIST {
+            self.regs[n] = frame.regs[n];
+        }
+        self.known = frame.known & CALLEE_SAVED;
     }
 
     /// Marks `reg` unknown (a register outside this file is ignored).
@@ -145,6 +152,15 @@ impl Context {
         self.get(SP)
     }
 }
+
+impl PartialEq for Context {
+    fn eq(&self, other: &Self) -> bool {
+        self.known == other.known
+            && (0..COUNT).all(|n| self.known & (1 << n) == 0 || self.regs[n] == other.regs[n])
+    }
+}
+
+impl Eq for Context {}
 
 impl Default for Context {
     fn default() -> Self {

@@ -7,6 +7,7 @@
 //! exactly as [`step::unwind`](super::step::unwind) would compile: no expression,
 //! no signal frame, the ISA's return-address column, offsets that fit in 32 bits.
 
+use super::RuleKind;
 use super::row::Meta;
 use super::rules::Rules;
 use crate::arch::{self, Context};
@@ -52,7 +53,19 @@ impl SimpleRule {
         }
     }
 
+    /// The kind of rule, as errors and the target search name it.
+    pub(crate) fn kind(self) -> RuleKind {
+        match self {
+            Self::Undefined => RuleKind::Undefined,
+            Self::SameValue => RuleKind::SameValue,
+            Self::Offset(_) => RuleKind::Offset,
+            Self::ValOffset(_) => RuleKind::ValOffset,
+            Self::Register(_) => RuleKind::Register,
+        }
+    }
+
     /// The gimli rule this came from.
+    #[cfg(test)]
     pub(crate) fn to_gimli(self) -> RegisterRule<usize> {
         match self {
             Self::Undefined => RegisterRule::Undefined,
@@ -74,16 +87,16 @@ impl SimpleRule {
         }
     }
 
-    /// The inverse of [`pack`](Self::pack).
-    fn unpack(kind: u8, payload: u32) -> Option<Self> {
-        Some(match kind {
-            1 => Self::Undefined,
+    /// The inverse of [`pack`](Self::pack), for a kind in 1..=5 (which
+    /// `Recipe::is_valid` checks; any other reads as `Undefined`).
+    fn unpack(kind: u8, payload: u32) -> Self {
+        match kind {
             2 => Self::SameValue,
             3 => Self::Offset(payload as i32),
             4 => Self::ValOffset(payload as i32),
-            5 => Self::Register(Register(u16::try_from(payload).ok()?)),
-            _ => return None,
-        })
+            5 => Self::Register(Register(payload as u16)),
+            _ => Self::Undefined,
+        }
     }
 }
 
@@ -108,6 +121,12 @@ impl Eq for Recipe {}
 const RA_SIGNED: u64 = 1 << 56;
 /// Bit of word 0: the frame's object is libc.
 const IS_LIBC: u64 = 1 << 57;
+/// Shift of word 0's field holding the index of the return-address column's rule
+/// among the rules, or [`NO_RA_RULE`].
+const RA_INDEX_SHIFT: u32 = 58;
+/// The index field's value when the return-address column has no rule.
+const NO_RA_RULE: u64 = 0x3f;
+const _: () = assert!(MAX_RULES < NO_RA_RULE as usize);
 
 impl Recipe {
     /// The recipe for `rules` and `meta`, found in an object that is libc or not
@@ -127,11 +146,15 @@ impl Recipe {
         let ra_signed = rules.ra_signed()?;
         let mut words = [0; WORDS];
         let mut len = 0;
+        let mut ra_index = NO_RA_RULE;
         for reg in Context::REGISTERS {
             if let Some(rule) = rules.register(reg) {
                 let (kind, payload) = SimpleRule::compile(&rule)?.pack();
                 *words.get_mut(2 + len)? =
                     u64::from(reg.0) | u64::from(kind) << 16 | u64::from(payload) << 32;
+                if reg == arch::RA {
+                    ra_index = len as u64;
+                }
                 len += 1;
             }
         }
@@ -139,7 +162,8 @@ impl Recipe {
             | u64::from(i32::try_from(offset).ok()? as u32) << 16
             | (len as u64) << 48
             | if ra_signed { RA_SIGNED } else { 0 }
-            | if is_libc { IS_LIBC } else { 0 };
+            | if is_libc { IS_LIBC } else { 0 }
+            | ra_index << RA_INDEX_SHIFT;
         words[1] = object_start;
         Some(Recipe { words })
     }
@@ -152,11 +176,17 @@ impl Recipe {
         &self.words[..2 + self.len()]
     }
 
-    /// Whether the words hold a recipe: a rule count within [`MAX_RULES`] and
-    /// every rule's kind in range.
+    /// Whether the words hold a recipe: a rule count within [`MAX_RULES`], every
+    /// rule's kind in range, and the return-address rule's index (if any) at a
+    /// rule of that column.
     pub(crate) fn is_valid(&self) -> bool {
+        let ra_index = self.words[0] >> RA_INDEX_SHIFT;
         Self::len_of(self.words[0]) <= MAX_RULES
             && self.used()[2..].iter().all(|&word| (1..=5).contains(&(word >> 16 & 0xff)))
+            && (ra_index == NO_RA_RULE
+                || self.used()[2..]
+                    .get(ra_index as usize)
+                    .is_some_and(|&word| Self::register_of(word) == arch::RA))
     }
 
     /// The packed words; only the first `2 + ` the rule count mean anything.
@@ -213,16 +243,31 @@ impl Recipe {
 
     /// The registers with a rule and their rules, in increasing register order.
     pub(crate) fn rules(&self) -> impl Iterator<Item = (Register, SimpleRule)> + '_ {
-        self.words[2..2 + self.len()].iter().map(|&word| {
-            let rule = SimpleRule::unpack((word >> 16) as u8, (word >> 32) as u32);
-            // `is_valid` and `compile` let no other kind in.
-            (Register(word as u16), rule.unwrap_or(SimpleRule::Undefined))
-        })
+        self.words[2..2 + self.len()]
+            .iter()
+            .map(|&word| (Self::register_of(word), Self::rule_of(word)))
+    }
+
+    /// The return-address column's rule, if it has one.
+    pub(crate) fn ra_rule(&self) -> Option<SimpleRule> {
+        let index = (self.words[0] >> RA_INDEX_SHIFT) as usize;
+        self.words[2..2 + self.len()].get(index).map(|&word| Self::rule_of(word))
     }
 
     /// The rule of `reg`, if it has one.
+    #[cfg(test)]
     pub(crate) fn rule(&self, reg: Register) -> Option<SimpleRule> {
         self.rules().find(|(r, _)| *r == reg).map(|(_, rule)| rule)
+    }
+
+    /// The register of a packed rule word.
+    fn register_of(word: u64) -> Register {
+        Register(word as u16)
+    }
+
+    /// The rule of a packed rule word.
+    fn rule_of(word: u64) -> SimpleRule {
+        SimpleRule::unpack((word >> 16) as u8, (word >> 32) as u32)
     }
 }
 
@@ -265,6 +310,13 @@ mod tests {
         assert_eq!(recipe.object_start(), 0x5555_0000);
         assert_eq!(recipe.rule(Register(3)), Some(SimpleRule::Offset(-24)));
         assert_eq!(recipe.rule(Register(4)), None);
+        assert_eq!(recipe.ra_rule(), Some(SimpleRule::Offset(-8)));
+        let no_ra = self::rules(&[(Register(3), RegisterRule::Offset(-24))]);
+        let no_ra = Recipe::compile(&no_ra, &Meta::ordinary(), false, 0).expect("simple row");
+        assert_eq!(no_ra.ra_rule(), None);
+        for (reg, rule) in recipe.rules() {
+            assert_eq!(rule.kind(), RuleKind::from(&rule.to_gimli()), "register {}", reg.0);
+        }
         for (reg, rule) in recipe.rules() {
             assert_eq!(rules.register(reg), Some(rule.to_gimli()));
         }
@@ -322,6 +374,10 @@ mod tests {
         assert!(!with(&|w| w[2] |= 0xff << 16).is_valid());
         // More rules than a recipe holds.
         assert!(!with(&|w| w[0] |= 0xff << 48).is_valid());
+        // The return-address rule's index past the rules, or at another register.
+        assert!(!with(&|w| w[0] = w[0] & !(0x3f << 58) | 1 << 58).is_valid());
+        assert!(!with(&|w| w[2] = w[2] & !0xffff | 3).is_valid());
+        assert!(with(&|w| w[0] |= 0x3f << 58).is_valid(), "no return-address rule");
         // Words past the rules do not matter.
         let stale = with(&|w| w[3] = u64::MAX);
         assert!(stale.is_valid());

@@ -124,8 +124,8 @@ pub(crate) fn unwind_recipe(
         .map(|base| base.wrapping_add_signed(recipe.cfa_offset().into()))
         .ok_or(WalkError::UnknownRegister { pc, register: cfa_register.0 })?;
     let ra_signed = recipe.ra_signed();
-    let ra_rule = recipe.rule(arch::RA);
-    let ra_kind = ra_rule.map_or(RuleKind::Absent, |rule| RuleKind::from(&rule.to_gimli()));
+    let ra_rule = recipe.ra_rule();
+    let ra_kind = ra_rule.map_or(RuleKind::Absent, SimpleRule::kind);
     if let Some(step) = Step::outermost(cfa, ra_kind, ra_signed) {
         return Ok(step);
     }
@@ -137,7 +137,7 @@ pub(crate) fn unwind_recipe(
     // The registers without a rule first (the ABI defaults, as in `unwind`), then
     // the rules in increasing register order, as `unwind` evaluates them: the
     // first read that fails is the same one.
-    *caller = regs.callee_saved();
+    caller.inherit_callee_saved(regs);
     caller.set(arch::SP, cfa);
     for (reg, rule) in recipe.rules() {
         let value = match rule {
