@@ -2,9 +2,10 @@
 //! and keyed lookups on several threads at once.
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Baseline: spawn a thread running an empty closure and join it.
 pub fn spawn_join() {
@@ -43,25 +44,89 @@ pub fn spawn_handlers(handlers: usize) {
 ///
 /// CPU time, not wall time: on a loaded machine a thread that waits for a core
 /// would otherwise count the wait, while cache-line contention between the
-/// threads (what this measures) still shows as stalled cycles.
+/// threads (what this measures) still shows as stalled cycles. Several threads
+/// are bound to distinct CPUs, so they cannot take turns on one (which would show
+/// no contention whatever they share), start their loops together from a spin,
+/// and file how much the loops overlapped (see [`take_overlap`]).
 pub fn on_threads(threads: usize, iters: u64, op: fn(usize) -> Option<u64>) -> Duration {
-    let barrier = Arc::new(Barrier::new(threads));
+    let ready = Arc::new(AtomicUsize::new(0));
+    let cpus = allowed_cpus();
     let workers: Vec<_> = (0..threads)
-        .map(|_| {
-            let barrier = Arc::clone(&barrier);
+        .map(|n| {
+            let ready = Arc::clone(&ready);
+            let cpu = (threads > 1 && cpus.len() >= threads).then(|| cpus[n]);
             thread::spawn(move || {
+                if let Some(cpu) = cpu {
+                    bind_to(cpu);
+                }
                 super::fill_thread();
-                barrier.wait();
-                let start = thread_cpu_time();
+                // A spin, not a futex wait: the loops start within a cache-line
+                // transfer of each other rather than a wake-up apart.
+                ready.fetch_add(1, Ordering::AcqRel);
+                while ready.load(Ordering::Acquire) < threads {
+                    std::hint::spin_loop();
+                }
+                let (start, wall_start) = (thread_cpu_time(), Instant::now());
                 for i in 0..iters {
                     black_box(op(black_box(i as usize)));
                 }
-                thread_cpu_time().saturating_sub(start)
+                (thread_cpu_time().saturating_sub(start), wall_start, Instant::now())
             })
         })
         .collect();
-    let total: Duration = workers.into_iter().map(|w| w.join().expect("thread")).sum();
+    let runs: Vec<_> = workers.into_iter().map(|w| w.join().expect("thread")).collect();
+    if threads > 1 {
+        OVERLAPS.lock().unwrap_or_else(|e| e.into_inner()).push(overlap(&runs));
+    }
+    let total: Duration = runs.iter().map(|run| run.0).sum();
     total / u32::try_from(threads).expect("a few threads")
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } != 0 {
+        return Vec::new();
+    }
+    // SAFETY: CPU_ISSET reads a bit of the valid set.
+    (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect()
+}
+
+/// Binds the calling thread to `cpu`, so that threads meant to run at once cannot
+/// share one CPU by turns (which shows no contention whatever they share).
+fn bind_to(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t; `cpu` came from the allowed set.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed. Failing leaves the
+    // thread unbound, which the overlap report then shows.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+}
+
+/// For each multi-thread [`on_threads`] run since the last [`take_overlap`]: the
+/// wall time all its threads were in their loops, and its longest loop's.
+static OVERLAPS: Mutex<Vec<(Duration, Duration)>> = Mutex::new(Vec::new());
+
+/// The share of the multi-thread [`on_threads`] runs since the last call during
+/// which all their threads were in their loops: overlapped time over the longest
+/// loops' time, summed over the runs (so calibration's tiny runs weigh nothing).
+/// `None` if there was no such run.
+pub fn take_overlap() -> Option<f64> {
+    let runs = std::mem::take(&mut *OVERLAPS.lock().unwrap_or_else(|e| e.into_inner()));
+    let overlapped: Duration = runs.iter().map(|run| run.0).sum();
+    let longest: Duration = runs.iter().map(|run| run.1).sum();
+    (!longest.is_zero()).then(|| overlapped.as_secs_f64() / longest.as_secs_f64())
+}
+
+/// The wall time during which all loops ran, and the longest loop's.
+fn overlap(runs: &[(Duration, Instant, Instant)]) -> (Duration, Duration) {
+    let latest_start = runs.iter().map(|run| run.1).max().expect("threads");
+    let earliest_end = runs.iter().map(|run| run.2).min().expect("threads");
+    let longest = runs.iter().map(|run| run.2 - run.1).max().expect("threads");
+    (earliest_end.saturating_duration_since(latest_start), longest)
 }
 
 /// CPU time the calling thread has used.

@@ -65,6 +65,65 @@ pub fn pair(plan: Plan, mut ours: impl Batch, mut base: impl Batch) -> Pair {
     Pair { ours: median(o), base: median(b), ratio: median(r) }
 }
 
+/// A pair measured in the same rounds as a control pair.
+#[derive(Clone, Copy, Debug)]
+pub struct Controlled {
+    /// The pair under test.
+    pub pair: Pair,
+    /// The control pair.
+    pub control: Pair,
+    /// Median of the per-round ratios of the two pairs' ratios: what the pair's
+    /// ratio is beyond the control's, with whatever moved both in a round (the
+    /// host's placement of the vCPUs, say) divided out.
+    pub relative: f64,
+}
+
+/// Measures `ours` against `base` and `control_ours` against `control_base`, the
+/// four batches back to back in every round (in reverse order every other round).
+pub fn pair_with_control(
+    plan: Plan,
+    mut ours: impl Batch,
+    mut base: impl Batch,
+    mut control_ours: impl Batch,
+    mut control_base: impl Batch,
+) -> Controlled {
+    let n = [
+        calibrate(&mut ours, plan.batch),
+        calibrate(&mut base, plan.batch),
+        calibrate(&mut control_ours, plan.batch),
+        calibrate(&mut control_base, plan.batch),
+    ];
+    let mut times: [Vec<f64>; 4] = Default::default();
+    let mut relative = Vec::new();
+    for round in 0..plan.rounds {
+        let mut t = [0.0; 4];
+        let mut run = |side: usize| {
+            t[side] = match side {
+                0 => per_op(&mut ours, n[0]),
+                1 => per_op(&mut base, n[1]),
+                2 => per_op(&mut control_ours, n[2]),
+                _ => per_op(&mut control_base, n[3]),
+            }
+        };
+        if round % 2 == 0 {
+            (0..4).for_each(&mut run);
+        } else {
+            (0..4).rev().for_each(&mut run);
+        }
+        for (side, time) in t.iter().enumerate() {
+            times[side].push(*time);
+        }
+        relative.push((t[0] / t[1]) / (t[2] / t[3]));
+    }
+    let ratio = |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(x, y)| x / y).collect());
+    let pair = |a: usize, b: usize| Pair {
+        ours: median(times[a].clone()),
+        base: median(times[b].clone()),
+        ratio: ratio(&times[a], &times[b]),
+    };
+    Controlled { pair: pair(0, 1), control: pair(2, 3), relative: median(relative) }
+}
+
 /// Spawns timed together in one sample of [`each`].
 pub const RUN: usize = 4;
 
