@@ -53,6 +53,8 @@ mod keyed;
 #[cfg(hijack_supported)]
 mod pin;
 mod record;
+#[cfg(hijack_supported)]
+mod register_file;
 mod report;
 mod status;
 mod typed;

@@ -20,28 +20,7 @@
 //! the caller's own CFI says where it saved its return address. The frame stays
 //! live, with its saved registers untouched, while `f` runs deeper on the stack.
 
-use super::regs::{CAPTURED, Context};
-use core::mem::offset_of;
-
-/// Byte offset of DWARF register `n` inside [`Context`].
-const fn reg_offset(n: u16) -> usize {
-    offset_of!(Context, regs) + 8 * n as usize
-}
-
-/// Calls `f` with the registers of the calling frame, captured in assembly.
-///
-/// The first frame described is the one containing this call (after inlining);
-/// it stays valid for the whole of `f`, which runs deeper on the same stack.
-#[inline(never)]
-pub(crate) fn with_context<R>(f: impl FnOnce(&Context) -> R) -> R {
-    let mut ctx = Context::new();
-    // SAFETY: `ctx` is a live local borrowed exclusively for the call, so it is
-    // valid for writes of a whole `Context`; the routine writes nothing else and
-    // preserves every callee-saved register (it only clobbers x9).
-    unsafe { capture_registers(&mut ctx) };
-    ctx.known = CAPTURED;
-    f(&ctx)
-}
+use super::regs::Context;
 
 /// Stores x19-x29, sp and the return address (as pc) into `*ctx`. Leaf routine
 /// that never moves sp and never writes x30: CFA = sp + 0 and the return address
@@ -53,7 +32,7 @@ pub(crate) fn with_context<R>(f: impl FnOnce(&Context) -> R) -> R {
 /// # Safety
 /// `ctx` must be valid for writes of a `Context`.
 #[unsafe(naked)]
-unsafe extern "C" fn capture_registers(ctx: *mut Context) {
+pub(crate) unsafe extern "C" fn capture_registers(ctx: *mut Context) {
     core::arch::naked_asm!(
         ".cfi_startproc",
         // x0 = ctx (first AAPCS64 argument). x19-x29 still hold the caller's
@@ -73,20 +52,20 @@ unsafe extern "C" fn capture_registers(ctx: *mut Context) {
         "str x30, [x0, #{pc}]",
         "ret",
         ".cfi_endproc",
-        x19 = const reg_offset(19),
-        x21 = const reg_offset(21),
-        x23 = const reg_offset(23),
-        x25 = const reg_offset(25),
-        x27 = const reg_offset(27),
-        x29 = const reg_offset(29),
-        sp = const reg_offset(31),
-        pc = const reg_offset(32),
+        x19 = const Context::slot_offset(19),
+        x21 = const Context::slot_offset(21),
+        x23 = const Context::slot_offset(23),
+        x25 = const Context::slot_offset(25),
+        x27 = const Context::slot_offset(27),
+        x29 = const Context::slot_offset(29),
+        sp = const Context::slot_offset(31),
+        pc = const Context::slot_offset(32),
     )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::arch::with_context;
 
     #[test]
     fn captures_plausible_registers() {

@@ -45,10 +45,6 @@ pub(crate) const CAPTURED: u64 = {
 /// The `known` bits of the callee-saved registers x19-x29 (AAPCS64 §6.1.1).
 const CALLEE_SAVED: u64 = CAPTURED & !bit(SP) & !bit(PC);
 
-/// The callee-saved registers' numbers, in increasing order.
-const CALLEE_SAVED_LIST: [usize; CALLEE_SAVED.count_ones() as usize] =
-    crate::arch::bit_positions(CALLEE_SAVED);
-
 /// Register rules a frame that saves every callee-saved register has: those,
 /// the return-address column and the stack pointer.
 pub(crate) const FULL_SAVE_RULES: usize = CALLEE_SAVED.count_ones() as usize + 2;
@@ -72,101 +68,9 @@ pub(crate) fn is_callee_saved(reg: Register) -> bool {
     usize::from(reg.0) < COUNT && CALLEE_SAVED & bit(reg) != 0
 }
 
-/// The registers of one frame, each with a "known" flag.
-///
-/// `#[repr(C)]` because the capture routine writes `regs` by offset. Two contexts
-/// are equal when they know the same registers with the same values; what an
-/// unknown register's slot holds does not matter.
-#[derive(Clone, Copy, Debug)]
-#[repr(C)]
-pub(crate) struct Context {
-    /// Register values by DWARF number; meaningful only where `known` has the bit.
-    pub(super) regs: [u64; COUNT],
-    /// Bit `n` set when `regs[n]` holds the register's value in this frame.
-    pub(super) known: u64,
-}
-
-impl Context {
-    /// Every register the context can hold, in DWARF order.
-    pub(crate) const REGISTERS: [Register; COUNT] = {
-        let mut all = [Register(0); COUNT];
-        let mut n = 0;
-        while n < COUNT {
-            all[n] = Register(n as u16);
-            n += 1;
-        }
-        all
-    };
-
-    /// A context with no known register.
-    pub(crate) const fn new() -> Self {
-        Context { regs: [0; COUNT], known: 0 }
-    }
-
-    /// The value of `reg`, or `None` if it is unknown or not in this register file.
-    pub(crate) fn get(&self, reg: Register) -> Option<u64> {
-        let n = usize::from(reg.0);
-        (n < COUNT && self.known & (1 << n) != 0).then(|| self.regs[n])
-    }
-
-    /// Sets `reg` to `value` and marks it known. Registers outside this file
-    /// (vector registers, the signing-state pseudo-register) are ignored.
-    pub(crate) fn set(&mut self, reg: Register, value: u64) {
-        let n = usize::from(reg.0);
-        if n < COUNT {
-            self.regs[n] = value;
-            self.known |= 1 << n;
-        }
-    }
-
-    /// Makes this the caller's registers as they are before any unwind rule:
-    /// `frame`'s known callee-saved registers, every other register unknown.
-    /// Copies those registers only (unknown slots keep whatever they held).
-    pub(crate) fn inherit_callee_saved(&mut self, frame: &Context) {
-        for n in CALLEE_SAVED_LIST {
-            self.regs[n] = frame.regs[n];
-        }
-        self.known = frame.known & CALLEE_SAVED;
-    }
-
-    /// Marks `reg` unknown (a register outside this file is ignored).
-    pub(crate) fn forget(&mut self, reg: Register) {
-        let n = usize::from(reg.0);
-        if n < COUNT {
-            self.known &= !(1 << n);
-        }
-    }
-
-    /// The program counter of this frame, if known.
-    pub(crate) fn pc(&self) -> Option<u64> {
-        self.get(PC)
-    }
-
-    /// Sets the program counter (a stripped return address, or a captured pc).
-    pub(crate) fn set_pc(&mut self, pc: u64) {
-        self.set(PC, pc);
-    }
-
-    /// The stack pointer of this frame, if known.
-    pub(crate) fn sp(&self) -> Option<u64> {
-        self.get(SP)
-    }
-}
-
-impl PartialEq for Context {
-    fn eq(&self, other: &Self) -> bool {
-        self.known == other.known
-            && (0..COUNT).all(|n| self.known & (1 << n) == 0 || self.regs[n] == other.regs[n])
-    }
-}
-
-impl Eq for Context {}
-
-impl Default for Context {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// The registers of one frame, by DWARF number, each with a "known" flag.
+pub(crate) type Context =
+    crate::register_file::RegisterFile<COUNT, CALLEE_SAVED, { PC.0 }, { SP.0 }>;
 
 #[cfg(test)]
 mod tests {

@@ -23,28 +23,7 @@
 //! prologue's register saves stay untouched, while `f` runs deeper on the stack,
 //! so the snapshot remains a correct description of it for the whole of `f`.
 
-use super::regs::{CAPTURED, Context};
-use core::mem::offset_of;
-
-/// Byte offset of DWARF register `n` inside [`Context`].
-const fn reg_offset(n: u16) -> usize {
-    offset_of!(Context, regs) + 8 * n as usize
-}
-
-/// Calls `f` with the registers of the calling frame, captured in assembly.
-///
-/// The first frame described is the one containing this call (after inlining);
-/// it stays valid for the whole of `f`, which runs deeper on the same stack.
-#[inline(never)]
-pub(crate) fn with_context<R>(f: impl FnOnce(&Context) -> R) -> R {
-    let mut ctx = Context::new();
-    // SAFETY: `ctx` is a live local borrowed exclusively for the call, so it is
-    // valid for writes of a whole `Context`; the routine writes nothing else and
-    // preserves every callee-saved register (it only clobbers rax).
-    unsafe { capture_registers(&mut ctx) };
-    ctx.known = CAPTURED;
-    f(&ctx)
-}
+use super::regs::Context;
 
 /// Stores rbx, rbp, r12-r15, the caller's rsp after return, and the return
 /// address (as rip) into `*ctx`. Leaf routine: CFA = rsp + 8 throughout, the
@@ -55,7 +34,7 @@ pub(crate) fn with_context<R>(f: impl FnOnce(&Context) -> R) -> R {
 /// # Safety
 /// `ctx` must be valid for writes of a `Context`.
 #[unsafe(naked)]
-unsafe extern "C" fn capture_registers(ctx: *mut Context) {
+pub(crate) unsafe extern "C" fn capture_registers(ctx: *mut Context) {
     core::arch::naked_asm!(
         ".cfi_startproc",
         // rdi = ctx (first System V argument). Callee-saved registers still hold
@@ -74,20 +53,20 @@ unsafe extern "C" fn capture_registers(ctx: *mut Context) {
         "mov [rdi + {rip}], rax",
         "ret",
         ".cfi_endproc",
-        rbx = const reg_offset(3),
-        rbp = const reg_offset(6),
-        rsp = const reg_offset(7),
-        r12 = const reg_offset(12),
-        r13 = const reg_offset(13),
-        r14 = const reg_offset(14),
-        r15 = const reg_offset(15),
-        rip = const reg_offset(16),
+        rbx = const Context::slot_offset(3),
+        rbp = const Context::slot_offset(6),
+        rsp = const Context::slot_offset(7),
+        r12 = const Context::slot_offset(12),
+        r13 = const Context::slot_offset(13),
+        r14 = const Context::slot_offset(14),
+        r15 = const Context::slot_offset(15),
+        rip = const Context::slot_offset(16),
     )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::arch::with_context;
 
     #[test]
     fn captures_plausible_registers() {
