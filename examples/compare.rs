@@ -133,8 +133,10 @@ fn main() {
     println!();
     println!(
         "ns/op: medians of {} interleaved batches per side, ratio = median of the per-batch \
-         ratios; spawn rows: medians of {SPAWNS} alternating runs of {} spawns; 2-thread \
-         rows: CPU time per thread. Measured in {:.1} s.",
+         ratios; spawn rows: medians of {SPAWNS} alternating runs of {} spawns (\"all on \
+         one CPU\": the parent and its children bound to the parent's CPU); 2-thread rows: \
+         CPU time per thread, the threads bound to distinct CPUs, judged on their ratio over \
+         the control's measured in the same rounds. Measured in {:.1} s.",
         MICRO.rounds,
         timing::RUN,
         started.elapsed().as_secs_f64()
