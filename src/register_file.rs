@@ -20,7 +20,7 @@ pub(crate) struct RegisterFile<
     const SP: u16,
 > {
     /// Register values by DWARF number; meaningful only where `known` has the bit.
-    pub(crate) regs: [u64; COUNT],
+    regs: [u64; COUNT],
     /// Bit `n` set when `regs[n]` holds the register's value in this frame.
     known: u64,
 }

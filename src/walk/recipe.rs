@@ -176,17 +176,26 @@ impl Recipe {
         &self.words[..2 + self.len()]
     }
 
-    /// Whether the words hold a recipe: a rule count within [`MAX_RULES`], every
-    /// rule's kind in range, and the return-address rule's index (if any) at a
-    /// rule of that column.
+    /// Whether the words hold a recipe as `compile` makes them: a rule count
+    /// within [`MAX_RULES`], every rule's kind in range, registers strictly
+    /// increasing, and the return-address index naming the one rule of that
+    /// column (or none, when no rule is of it).
     pub(crate) fn is_valid(&self) -> bool {
-        let ra_index = self.words[0] >> RA_INDEX_SHIFT;
-        Self::len_of(self.words[0]) <= MAX_RULES
-            && self.used()[2..].iter().all(|&word| (1..=5).contains(&(word >> 16 & 0xff)))
-            && (ra_index == NO_RA_RULE
-                || self.used()[2..]
-                    .get(ra_index as usize)
-                    .is_some_and(|&word| Self::register_of(word) == arch::RA))
+        let head = self.words[0];
+        let len = Self::len_of(head);
+        let ra_index = head >> RA_INDEX_SHIFT;
+        if len > MAX_RULES || (ra_index != NO_RA_RULE && ra_index >= len as u64) {
+            return false;
+        }
+        let mut previous = None;
+        self.words[2..2 + len].iter().enumerate().all(|(index, &word)| {
+            let register = Self::register_of(word);
+            let in_order = previous.is_none_or(|previous| register.0 > previous);
+            previous = Some(register.0);
+            (1..=5).contains(&(word >> 16 & 0xff))
+                && in_order
+                && (register == arch::RA) == (index as u64 == ra_index)
+        })
     }
 
     /// The packed words; only the first `2 + ` the rule count mean anything.
@@ -374,10 +383,24 @@ mod tests {
         assert!(!with(&|w| w[2] |= 0xff << 16).is_valid());
         // More rules than a recipe holds.
         assert!(!with(&|w| w[0] |= 0xff << 48).is_valid());
-        // The return-address rule's index past the rules, or at another register.
+        // The return-address rule's index past the rules, at another register, or
+        // "none" while a rule of that column is there.
         assert!(!with(&|w| w[0] = w[0] & !(0x3f << 58) | 1 << 58).is_valid());
         assert!(!with(&|w| w[2] = w[2] & !0xffff | 3).is_valid());
-        assert!(with(&|w| w[0] |= 0x3f << 58).is_valid(), "no return-address rule");
+        assert!(!with(&|w| w[0] |= 0x3f << 58).is_valid());
+        // Two rules: registers out of order or repeated.
+        let two = rules(&[
+            (Register(3), RegisterRule::Offset(-16)),
+            (arch::RA, RegisterRule::Offset(-8)),
+        ]);
+        let two = Recipe::compile(&two, &Meta::ordinary(), false, 0).unwrap();
+        assert!(two.is_valid());
+        let mut swapped = two;
+        swapped.words_mut().swap(2, 3);
+        assert!(!swapped.is_valid(), "out of order");
+        let mut repeated = two;
+        repeated.words_mut()[2] = repeated.words()[3];
+        assert!(!repeated.is_valid(), "a register twice");
         // Words past the rules do not matter.
         let stale = with(&|w| w[3] = u64::MAX);
         assert!(stale.is_valid());

@@ -4,11 +4,12 @@
 //! call, yet its stack answer comes from three consecutive words of the thread
 //! descriptor (glibc's `stackblock`, `stackblock_size`, `guardsize`). The first
 //! answers it gives are used to find those words: the descriptor is searched for
-//! the one place holding exactly what the answer implies, and a second thread
-//! confirms it. From then on a thread reads the three words itself. Until then, or
+//! the one place holding exactly what the answer implies, and a later thread
+//! (not the one that searched) confirms it. From then on a thread reads the three words itself. Until then, or
 //! where the search fails, `pthread_getattr_np` is asked every time. NOTES.md
 //! ("Stack bounds from the thread descriptor") has the reasoning.
 
+use core::cell::Cell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::WalkError;
@@ -27,6 +28,12 @@ const MAX_FAILED_SEARCHES: usize = 8;
 static FIELDS: AtomicUsize = AtomicUsize::new(UNKNOWN);
 /// Threads whose search found no single place.
 static FAILED_SEARCHES: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Whether this thread searched its descriptor (and so cannot confirm what it
+    /// found).
+    static SEARCHED_HERE: Cell<bool> = const { Cell::new(false) };
+}
 
 const UNKNOWN: usize = 0;
 const GAVE_UP: usize = 1;
@@ -58,21 +65,32 @@ pub(crate) fn source() -> Source {
 /// confirmed, else `pthread_getattr_np`.
 pub(crate) fn current() -> Result<Bounds, WalkError> {
     let descriptor = self_descriptor();
-    let state = FIELDS.load(Ordering::Relaxed);
-    if state & 3 == CONFIRMED {
-        // SAFETY: a confirmed offset is where two threads' descriptors held their
-        // stack fields, inside the descriptor's first SEARCH_WORDS words: a field
-        // of `struct pthread`, which every thread's descriptor has.
-        let fields = unsafe { read_fields(descriptor, state >> 2) };
-        if let Some(bounds) = bounds_from_fields(fields, descriptor) {
-            return Ok(bounds);
-        }
+    if let Some(bounds) = from_descriptor(descriptor) {
+        return Ok(bounds);
     }
     let bounds = from_getattr()?;
+    let state = FIELDS.load(Ordering::Relaxed);
     if state & 3 != CONFIRMED && state != GAVE_UP {
         learn(descriptor, bounds);
     }
     Ok(bounds)
+}
+
+/// The bounds the fields of the calling thread's descriptor (at `descriptor`)
+/// describe, once their place is confirmed and if they pass the checks.
+fn from_descriptor(descriptor: u64) -> Option<Bounds> {
+    let state = FIELDS.load(Ordering::Relaxed);
+    if state & 3 != CONFIRMED {
+        return None;
+    }
+    // SAFETY: a confirmed offset is glibc's `stackblock` field: the real fields
+    // always satisfy the search (they are what `pthread_getattr_np` computed its
+    // answer from) and lie inside the searched words (word 210 on x86_64, 146 on
+    // aarch64, glibc 2.36), so a place found alone is them; a later thread found
+    // its own answer there again. Every thread's descriptor, the main thread's
+    // included, is a whole `struct pthread`.
+    let fields = unsafe { read_fields(descriptor, state >> 2) };
+    bounds_from_fields(fields, descriptor)
 }
 
 /// The bounds `pthread_getattr_np` reports for the calling thread.
@@ -140,7 +158,12 @@ fn learn(descriptor: u64, bounds: Bounds) {
     }
     let words = (((hi - descriptor) / 8) as usize).min(SEARCH_WORDS);
     let state = FIELDS.load(Ordering::Relaxed);
+    let searched_here = SEARCHED_HERE.with(|searched| searched.replace(true));
     if state & 3 == CANDIDATE {
+        // The thread that found the candidate would only read the same words again.
+        if searched_here {
+            return;
+        }
         let word = state >> 2;
         // SAFETY: the 24 bytes are inside `[descriptor, hi)`, this thread's stack
         // block, mapped while it runs.
@@ -166,7 +189,10 @@ fn learn(descriptor: u64, bounds: Bounds) {
         }
         None => {
             if FAILED_SEARCHES.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_FAILED_SEARCHES {
-                FIELDS.store(GAVE_UP, Ordering::Relaxed);
+                // Only while nothing was found: a candidate another thread found
+                // meanwhile is confirmed or refused on its own.
+                let _ =
+                    FIELDS.compare_exchange(UNKNOWN, GAVE_UP, Ordering::Relaxed, Ordering::Relaxed);
             }
         }
     }
@@ -246,17 +272,24 @@ mod tests {
         assert_eq!(find_fields(|i| words[i], 213, DESCRIPTOR, BOUNDS), Some(100));
     }
 
-    /// What a thread sees: its bounds, `pthread_getattr_np`'s, and the source after.
-    type Seen = (Result<Bounds, WalkError>, Result<Bounds, WalkError>, Source);
+    /// What a thread sees: its bounds, `pthread_getattr_np`'s, the source after,
+    /// and its descriptor fields' bounds.
+    type Seen = (Result<Bounds, WalkError>, Result<Bounds, WalkError>, Source, Option<Bounds>);
 
+    /// `current()`, `pthread_getattr_np`, the source, and what this thread's own
+    /// fields say (`current()`'s fast path, which must not quietly fall back).
     fn look() -> Seen {
-        (current(), from_getattr(), source())
+        let (ours, getattr, source) = (current(), from_getattr(), source());
+        (ours, getattr, source, from_descriptor(self_descriptor()))
     }
 
     fn assert_same(seen: Seen) -> Source {
-        let (ours, getattr, source) = seen;
+        let (ours, getattr, source, from_fields) = seen;
         assert!(ours.is_ok(), "{ours:?}");
         assert_eq!(ours, getattr);
+        if matches!(source, Source::Descriptor { .. }) {
+            assert_eq!(from_fields.map(Ok), Some(getattr), "the fields read directly");
+        }
         source
     }
 

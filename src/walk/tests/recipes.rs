@@ -233,7 +233,13 @@ fn unwind_recipe_matches_unwind_on_random_rows() {
         }
         let pc = 0x1_0000 + case;
         let located = Located::new(&object, pc, &rules, meta);
-        let (mut by_rules, mut by_recipe) = (Context::new(), Context::new());
+        // Callers reused from an earlier step, as the walker's are: every register
+        // known with a stale value, which the step must overwrite or forget.
+        let mut stale = Context::new();
+        for reg in Context::REGISTERS {
+            stale.set(reg, 0xdead_0000 + u64::from(reg.0));
+        }
+        let (mut by_rules, mut by_recipe) = (stale, stale);
         let expected = step::unwind(&located, &regs, &mut by_rules, &mut stack.clone());
         let got = step::unwind_recipe(&recipe, pc, &regs, &mut by_recipe, &mut stack.clone());
         assert_eq!(got, expected, "case {case}: {rules:?}");
