@@ -6,13 +6,24 @@ mod workloads;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use workloads::threads;
+use workloads::{cpus, threads};
 
 fn first_use(c: &mut Criterion) {
     let mut group = c.benchmark_group("first_use");
     group.bench_function("spawn+join", |b| b.iter(threads::spawn_join));
     group.bench_function("spawn+set+at_exit+join", |b| b.iter(threads::spawn_first_use));
     group.finish();
+    // The same with the parent and its children on one CPU: one mode instead of a
+    // mixture (see `cpus::on_one_cpu`).
+    let bound = cpus::on_one_cpu(|| {
+        let mut group = c.benchmark_group("first_use_one_cpu");
+        group.bench_function("spawn+join", |b| b.iter(threads::spawn_join));
+        group.bench_function("spawn+set+at_exit+join", |b| b.iter(threads::spawn_first_use));
+        group.finish();
+    });
+    if bound.is_none() {
+        eprintln!("first_use_one_cpu: could not bind to one CPU; skipped");
+    }
 }
 
 fn exit_handlers(c: &mut Criterion) {

@@ -221,7 +221,8 @@ fn per_thread(rows: &mut Vec<Row>, process_first: f64) {
     let spawn_join = "spawn + join";
     let p = each(SPAWNS, threads::spawn_first_use, threads::spawn_join);
     rows.push(Row::timed("spawn + `set` + `at_exit` + join", spawn_join, p, Target::AtMost(1.05)));
-    let pinned = timing::on_one_cpu(|| each(SPAWNS, threads::spawn_first_use, threads::spawn_join));
+    let pinned =
+        workloads::cpus::on_one_cpu(|| each(SPAWNS, threads::spawn_first_use, threads::spawn_join));
     if let Some(p) = pinned {
         rows.push(Row::timed("  the same, all on one CPU", spawn_join, p, Target::AtMost(1.05)));
     }

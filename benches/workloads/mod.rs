@@ -3,6 +3,7 @@
 //! would write instead, the obvious way.
 #![allow(dead_code)] // Each bench target uses only its own rows.
 
+pub mod cpus;
 pub mod threads;
 
 use core::any::Any;

@@ -50,14 +50,15 @@ pub fn spawn_handlers(handlers: usize) {
 /// and file how much the loops overlapped (see [`take_overlap`]).
 pub fn on_threads(threads: usize, iters: u64, op: fn(usize) -> Option<u64>) -> Duration {
     let ready = Arc::new(AtomicUsize::new(0));
-    let cpus = allowed_cpus();
+    let cpus = super::cpus::allowed();
     let workers: Vec<_> = (0..threads)
         .map(|n| {
             let ready = Arc::clone(&ready);
             let cpu = (threads > 1 && cpus.len() >= threads).then(|| cpus[n]);
             thread::spawn(move || {
                 if let Some(cpu) = cpu {
-                    bind_to(cpu);
+                    // Unbound if this fails, which the overlap then shows.
+                    let _ = super::cpus::bind_to(cpu);
                 }
                 super::fill_thread();
                 // A spin, not a futex wait: the loops start within a cache-line
@@ -80,30 +81,6 @@ pub fn on_threads(threads: usize, iters: u64, op: fn(usize) -> Option<u64>) -> D
     }
     let total: Duration = runs.iter().map(|run| run.0).sum();
     total / u32::try_from(threads).expect("a few threads")
-}
-
-/// The CPUs this process may run on.
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } != 0 {
-        return Vec::new();
-    }
-    // SAFETY: CPU_ISSET reads a bit of the valid set.
-    (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect()
-}
-
-/// Binds the calling thread to `cpu`, so that threads meant to run at once cannot
-/// share one CPU by turns (which shows no contention whatever they share).
-fn bind_to(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid cpu_set_t; `cpu` came from the allowed set.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed. Failing leaves the
-    // thread unbound, which the overlap report then shows.
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
 }
 
 /// For each multi-thread [`on_threads`] run since the last [`take_overlap`]: the

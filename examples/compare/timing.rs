@@ -163,39 +163,6 @@ pub fn each(samples: usize, mut ours: impl FnMut(), mut base: impl FnMut()) -> P
     Pair { ours, base, ratio: ours / base }
 }
 
-/// Runs `f` with the calling thread, and the threads it starts, bound to the CPU it
-/// is on, then restores the thread's CPU set. `None` if the set cannot be changed.
-///
-/// For the spawn rows: unbound, where the child lands and how deeply the idle CPU
-/// sleeps make one spawn+join a mixture of modes tens of µs apart, whose median
-/// cannot resolve a µs; bound, the child runs when the parent blocks in `join`,
-/// one mode, and a fixed cost in the child shows up as itself (NOTES.md, fourth
-/// pass).
-pub fn on_one_cpu<R>(f: impl FnOnce() -> R) -> Option<R> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for this thread.
-    let mut before: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: `before` is a valid, writable cpu_set_t of `size` bytes.
-    if unsafe { libc::sched_getaffinity(0, size, &mut before) } != 0 {
-        return None;
-    }
-    // SAFETY: sched_getcpu has no preconditions.
-    let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).ok()?;
-    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
-    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `one` is a valid cpu_set_t; the libc crate's CPU_SET panics rather
-    // than write outside it.
-    unsafe { libc::CPU_SET(cpu, &mut one) };
-    // SAFETY: `one` is a valid cpu_set_t of `size` bytes.
-    if unsafe { libc::sched_setaffinity(0, size, &one) } != 0 {
-        return None;
-    }
-    let result = f();
-    // SAFETY: `before` is the set read above.
-    unsafe { libc::sched_setaffinity(0, size, &before) };
-    Some(result)
-}
-
 fn per_op(side: &mut impl Batch, iters: u64) -> f64 {
     side(iters).as_nanos() as f64 / iters as f64
 }
