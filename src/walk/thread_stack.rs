@@ -35,9 +35,13 @@ thread_local! {
     static SEARCHED_HERE: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Tag: nothing found yet (the whole word is 0).
 const UNKNOWN: usize = 0;
+/// Tag: the search was given up (the whole word is 1).
 const GAVE_UP: usize = 1;
+/// Tag: one thread found the offset; another must find its answer there too.
 const CANDIDATE: usize = 2;
+/// Tag: the offset is confirmed; threads read the fields there.
 const CONFIRMED: usize = 3;
 
 /// Where this process takes thread stack bounds from.
