@@ -64,6 +64,8 @@ fn main() {
     go.send(()).unwrap();
     let result = thread.join().unwrap();
     println!("  joined; the thread returned {result:?}");
+    // A second thread's first use confirms the stack fields the first one located.
+    std::thread::spawn(hijack_tls::id).join().unwrap();
     println!("  stack bounds of new threads from: {}", diagnostics::stack_bounds_source());
 }
 

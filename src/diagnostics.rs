@@ -1,6 +1,8 @@
 //! What the hijack sees on this thread, for diagnostics tools such as
 //! `cargo run --example doctor`. Nothing here changes the thread.
 
+use core::fmt;
+
 use crate::status::FallbackReason;
 
 /// One frame of this thread's stack as the CFI walk saw it.
@@ -39,10 +41,46 @@ pub fn unwinders_aware() -> Vec<&'static str> {
     imp::unwinders_aware()
 }
 
-/// Where the walk takes a new thread's stack bounds from: `pthread_getattr_np`, or
-/// the thread descriptor's stack fields once they were located and confirmed
-/// against it (the main thread always asks `pthread_getattr_np`).
-pub fn stack_bounds_source() -> String {
+/// Where the walk takes a new thread's stack bounds from (the main thread always
+/// asks `pthread_getattr_np`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StackBoundsSource {
+    /// `pthread_getattr_np`, until the descriptor's stack fields are located.
+    Searching,
+    /// `pthread_getattr_np` for good: the fields were not found in one place.
+    GaveUp,
+    /// The thread descriptor's stack fields at this word offset, located and
+    /// confirmed against `pthread_getattr_np`.
+    Descriptor {
+        /// Word offset of `stackblock` in the descriptor.
+        word: usize,
+    },
+    /// None: the hijack is not built for this target.
+    NotBuilt,
+}
+
+impl fmt::Display for StackBoundsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Searching => f.write_str(
+                "pthread_getattr_np (the descriptor's stack fields are not located yet)",
+            ),
+            Self::GaveUp => f.write_str(
+                "pthread_getattr_np (the descriptor's stack fields were not found in one place)",
+            ),
+            Self::Descriptor { word } => write!(
+                f,
+                "the thread descriptor's stack fields at word {word} (located and confirmed \
+                 against pthread_getattr_np)"
+            ),
+            Self::NotBuilt => f.write_str("none (the hijack is not built for this target)"),
+        }
+    }
+}
+
+/// Where the walk takes a new thread's stack bounds from, now.
+pub fn stack_bounds_source() -> StackBoundsSource {
     imp::stack_bounds_source()
 }
 
@@ -54,7 +92,7 @@ pub fn protections() -> [(&'static str, &'static str); 3] {
 
 #[cfg(hijack_supported)]
 mod imp {
-    use super::{ReturnSlot, WalkedFrame};
+    use super::{ReturnSlot, StackBoundsSource, WalkedFrame};
     use crate::status::{FallbackReason, WalkFailure};
     use crate::{arch, walk};
 
@@ -83,19 +121,11 @@ mod imp {
         crate::unwind_info::describe()
     }
 
-    pub(super) fn stack_bounds_source() -> String {
+    pub(super) fn stack_bounds_source() -> StackBoundsSource {
         match walk::stack_bounds_source() {
-            walk::StackBoundsSource::Descriptor { word } => format!(
-                "the thread descriptor's stack fields at word {word} (located and confirmed \
-                 against pthread_getattr_np)"
-            ),
-            walk::StackBoundsSource::Searching => {
-                "pthread_getattr_np (the descriptor's stack fields are not located yet)".into()
-            }
-            walk::StackBoundsSource::GaveUp => {
-                "pthread_getattr_np (the descriptor's stack fields were not found in one place)"
-                    .into()
-            }
+            walk::StackBoundsSource::Descriptor { word } => StackBoundsSource::Descriptor { word },
+            walk::StackBoundsSource::Searching => StackBoundsSource::Searching,
+            walk::StackBoundsSource::GaveUp => StackBoundsSource::GaveUp,
         }
     }
 
@@ -110,7 +140,7 @@ mod imp {
 
 #[cfg(not(hijack_supported))]
 mod imp {
-    use super::{ReturnSlot, WalkedFrame};
+    use super::{ReturnSlot, StackBoundsSource, WalkedFrame};
     use crate::status::FallbackReason;
 
     pub(super) fn walk_this_thread() -> (Vec<WalkedFrame>, Result<ReturnSlot, FallbackReason>) {
@@ -126,8 +156,8 @@ mod imp {
         Vec::new()
     }
 
-    pub(super) fn stack_bounds_source() -> String {
-        "none (the hijack is not built for this target)".into()
+    pub(super) fn stack_bounds_source() -> StackBoundsSource {
+        StackBoundsSource::NotBuilt
     }
 
     pub(super) fn protections() -> [(&'static str, &'static str); 3] {
