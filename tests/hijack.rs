@@ -249,3 +249,26 @@ fn a_thread_that_unloaded_exits_as_if_never_hijacked() {
     assert_eq!(result, "done");
     assert_eq!(log.events(), ["drop value", "thread_local destructor"]);
 }
+
+/// After two threads' first uses, new threads read their stack bounds from the
+/// thread descriptor's own fields (the walk's fast path), not `pthread_getattr_np`.
+#[test]
+fn new_threads_read_their_stack_bounds_from_the_descriptor() {
+    use hijack_tls::diagnostics::{StackBoundsSource, stack_bounds_source};
+    for _ in 0..2 {
+        assert_hijacked(
+            std::thread::spawn(|| {
+                hijack_tls::id();
+                hijack_tls::status()
+            })
+            .join()
+            .unwrap(),
+        );
+    }
+    let source = stack_bounds_source();
+    if EXPECT_HIJACK {
+        assert!(matches!(source, StackBoundsSource::Descriptor { .. }), "{source}");
+    } else {
+        assert!(!matches!(source, StackBoundsSource::Descriptor { .. }), "{source}");
+    }
+}
