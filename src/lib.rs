@@ -9,7 +9,7 @@
 //! that return address at an exit trampoline (the `hijack` feature, on by default,
 //! on Linux/glibc x86_64 and aarch64). Where that is impossible or unsafe, the exit
 //! sequence is armed by a TLS destructor instead, so the API works everywhere;
-//! [`status`] says which one a thread got and why.
+//! [`status()`] says which one a thread got and why.
 //!
 //! ```
 //! hijack_tls::set("request-id", 42_u64);

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-/// How this thread's exit sequence is armed (see [`status`](crate::status)).
+/// How this thread's exit sequence is armed (see [`status`](fn@crate::status)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Status {
