@@ -21,6 +21,9 @@ pub(crate) enum UnwindInfoError {
     /// process's unwinder is not the one registered with (for example a static
     /// libgcc copy next to libgcc_s).
     NotVisible,
+    /// This process is a fork child that copied the announcement lock while
+    /// another thread of the parent held it: that announcement cannot be finished.
+    ForkedMidAnnounce,
 }
 
 impl fmt::Display for UnwindInfoError {
@@ -32,6 +35,9 @@ impl fmt::Display for UnwindInfoError {
             Self::UnsupportedArchitecture => "no ELF machine for this architecture",
             Self::ObjectWrite => "could not write the JIT ELF object for gdb",
             Self::NotVisible => "the unwinder does not find the registered FDE",
+            Self::ForkedMidAnnounce => {
+                "forked while another thread was announcing a trampoline copy"
+            }
         })
     }
 }

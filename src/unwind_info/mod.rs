@@ -12,17 +12,18 @@ mod error;
 mod gdb_jit;
 mod jit_object;
 mod leak;
+mod process_lock;
 mod registry;
 
 #[cfg(test)]
 mod gdb_test;
 
 use core::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 pub(crate) use error::UnwindInfoError;
 
 use crate::arch;
+use process_lock::ProcessLock;
 
 /// What was done for one copy.
 #[derive(Clone, Copy)]
@@ -34,8 +35,8 @@ struct Announced {
 }
 
 /// Per copy: whether it was announced, for which address, with what outcome.
-static ANNOUNCED: Mutex<[Option<Announced>; arch::TRAMPOLINE_COPIES]> =
-    Mutex::new([None; arch::TRAMPOLINE_COPIES]);
+static ANNOUNCED: ProcessLock<[Option<Announced>; arch::TRAMPOLINE_COPIES]> =
+    ProcessLock::new([None; arch::TRAMPOLINE_COPIES]);
 
 /// The original return address of each copy whose announcement succeeded (0: not
 /// yet), the lock-free fast path of [`announce`].
@@ -62,7 +63,9 @@ pub(crate) fn announce(
     if original_return != 0 && READY[copy].load(Ordering::Acquire) == original_return {
         return Ok(());
     }
-    let mut announced = ANNOUNCED.lock().unwrap_or_else(PoisonError::into_inner);
+    // A fork child that copied the lock held cannot know how far the parent's
+    // announcement got: that copy, and any other not announced yet, are refused.
+    let mut announced = ANNOUNCED.lock().map_err(|_| UnwindInfoError::ForkedMidAnnounce)?;
     if let Some(done) = announced[copy] {
         if done.original_return != original_return {
             return Err(UnwindInfoError::Conflict);
@@ -91,11 +94,8 @@ fn make_known(copy: usize, pad: usize, original_return: usize) -> Result<(), Unw
 /// Which stack walkers have been told about at least one trampoline copy, one
 /// fixed line each; empty before the first copy is claimed.
 pub(crate) fn describe() -> Vec<&'static str> {
-    let registered = ANNOUNCED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .any(|done| matches!(done, Some(Announced { outcome: Ok(()), .. })));
+    // READY holds exactly the copies whose announcement succeeded; no lock needed.
+    let registered = READY.iter().any(|ready| ready.load(Ordering::Acquire) != 0);
     let mut lines = Vec::new();
     if registered {
         lines.push(registry::unwinder().description());
@@ -129,6 +129,38 @@ mod tests {
         let lines = describe();
         assert!(lines.contains(&registry::unwinder().description()), "{lines:?}");
         assert!(lines.contains(&"GDB JIT interface (__jit_debug_descriptor)"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_fork_child_refuses_what_a_parent_thread_was_announcing() {
+        // Not the last copy, which `announce_registers_once_per_copy` announces.
+        let copy = arch::TRAMPOLINE_COPIES - 2;
+        let pad = arch::trampoline_pad(copy);
+        let original =
+            a_fork_child_refuses_what_a_parent_thread_was_announcing as *const () as usize + 1;
+        // As if another thread were half-way through an announcement at the fork.
+        let held = ANNOUNCED.lock().expect("this process");
+        // SAFETY: the child only runs `announce` up to its lock (a getpid and a
+        // CAS), alarm and _exit.
+        match unsafe { libc::fork() } {
+            0 => {
+                // SAFETY: alarm and _exit have no preconditions.
+                unsafe { libc::alarm(10) };
+                let refused =
+                    announce(copy, pad, original) == Err(UnwindInfoError::ForkedMidAnnounce);
+                // SAFETY: as above.
+                unsafe { libc::_exit(if refused { 0 } else { 1 }) }
+            }
+            -1 => panic!("fork failed"),
+            child => {
+                let mut status = 0;
+                // SAFETY: `child` is our child; `status` is a valid out-pointer.
+                assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+                assert!(libc::WIFEXITED(status), "child died (a hang?): status {status:#x}");
+                assert_eq!(libc::WEXITSTATUS(status), 0, "the child did not refuse");
+            }
+        }
+        drop(held);
     }
 
     #[test]
