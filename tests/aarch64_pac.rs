@@ -72,7 +72,7 @@ extern "C-unwind" fn body(arg: *mut c_void) -> *mut c_void {
     if job.exit {
         // SAFETY: ends this raw pthread; the frames it unwinds are "C-unwind", Rust
         // or assembly with CFI.
-        unsafe { libc::pthread_exit(result) };
+        unsafe { common::unwinding::pthread_exit(result as usize) };
     }
     result
 }

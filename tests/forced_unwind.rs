@@ -8,13 +8,9 @@ use std::ffi::c_void;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use common::unwinding::{pthread_exit, pthread_testcancel};
 use common::{EXPECT_HIJACK, Log, Tracked, tls_probe};
 use hijack_tls::Status;
-
-unsafe extern "C-unwind" {
-    /// A deferred cancellation point; it unwinds (forced) when the thread is cancelled.
-    fn pthread_testcancel();
-}
 
 /// `PTHREAD_CANCELED` from `<pthread.h>`: `((void *) -1)`.
 const PTHREAD_CANCELED: *mut c_void = usize::MAX as *mut c_void;
@@ -92,7 +88,7 @@ fn join(thread: libc::pthread_t) -> *mut c_void {
 extern "C-unwind" fn nested_exit(depth: u32) {
     if depth == 0 {
         // SAFETY: ends this raw pthread; the frames it unwinds are "C-unwind" or Rust.
-        unsafe { libc::pthread_exit(0x51 as *mut c_void) };
+        unsafe { pthread_exit(0x51) };
     }
     nested_exit(depth - 1);
     std::hint::black_box(depth);

@@ -9,6 +9,8 @@ mod common;
 
 use std::cell::Cell;
 
+use common::unwinding::{pthread_exit, pthread_testcancel};
+
 const CHILD: &str = "HIJACK_TLS_MAIN_THREAD_CHILD";
 
 /// Writes a line with one `write(2)`, usable in every state of process exit.
@@ -55,11 +57,6 @@ fn child() -> i32 {
     7
 }
 
-unsafe extern "C-unwind" {
-    /// A deferred cancellation point; it unwinds (forced) when the thread is cancelled.
-    fn pthread_testcancel();
-}
-
 /// The main thread leaves through `pthread_exit` (mode "exit") or is cancelled by
 /// another thread (mode "cancel") while a second thread keeps the process alive:
 /// glibc then never runs the main thread's TLS destructors, so only the hijack's
@@ -91,7 +88,7 @@ fn child_forced(mode: &str) -> i32 {
         }
     }
     // SAFETY: leaves the main thread; the frames unwound hold no borrowed state.
-    unsafe { libc::pthread_exit(std::ptr::null_mut()) }
+    unsafe { pthread_exit(0) }
 }
 
 fn run_child(env: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {

@@ -11,6 +11,7 @@
 //! `HIJACK_TLS_CHURN_THREADS=N` picks any size. `HIJACK_TLS_CHURN_NO_MEMORY_CHECK=1`
 //! skips the memory figures (under valgrind, whose allocator they do not describe).
 
+mod common;
 #[path = "fixtures/support.rs"]
 mod support;
 
@@ -94,7 +95,7 @@ fn spawn(n: usize) -> Worker {
     match n % 4 {
         0 => Worker::Raw(spawn_raw(move || work(n) as usize)),
         // SAFETY: the job's frames are Rust and the "C-unwind" start routine.
-        1 => Worker::Raw(spawn_raw(move || unsafe { support::pthread_exit(work(n) as usize) })),
+        1 => Worker::Raw(spawn_raw(move || unsafe { common::unwinding::pthread_exit(work(n) as usize) })),
         _ => Worker::Std(std::thread::spawn(move || work(n))),
     }
 }

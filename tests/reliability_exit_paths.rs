@@ -250,7 +250,7 @@ fn child_sys_exit() {
             assert_hijacked(hijack_tls::status());
             if n % 2 == 1 {
                 // SAFETY: ends this raw pthread; its frames hold nothing to drop.
-                unsafe { support::pthread_exit(0) };
+                unsafe { common::unwinding::pthread_exit(0) };
             }
             n
         });
@@ -319,7 +319,7 @@ fn unload_then_every_exit_path_runs_exactly_the_new_records_sequence() {
             }
             if exit_with_pthread_exit {
                 // SAFETY: ends this raw pthread; its frames hold nothing to drop.
-                unsafe { support::pthread_exit(0) };
+                unsafe { common::unwinding::pthread_exit(0) };
             }
             0
         });
@@ -336,7 +336,7 @@ fn unload_then_every_exit_path_runs_exactly_the_new_records_sequence() {
         join_raw(spawn_raw(|| {
             register_counted(&UNLOAD_HANDLERS, &UNLOAD_DROPS);
             // SAFETY: ends this raw pthread; its frames hold nothing to drop.
-            unsafe { support::pthread_exit(0) }
+            unsafe { common::unwinding::pthread_exit(0) }
         }));
     }
 }

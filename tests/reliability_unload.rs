@@ -346,7 +346,7 @@ fn child_pthread_exit_with_the_cdylib_copy() {
         let status = copy.use_on_this_thread(&EXITING);
         assert_eq!(status.starts_with("hijacked"), FIXTURE_HIJACKS, "{status}");
         // SAFETY: ends this raw pthread; the frames unwound are Rust or "C-unwind".
-        unsafe { support::pthread_exit(0) }
+        unsafe { common::unwinding::pthread_exit(0) }
     }));
     assert_eq!(EXITING.get(), (2, 2), "exactly once through pthread_exit");
     // The copy's cleanup buffer lives in the cdylib's dynamic TLS (heap), not in

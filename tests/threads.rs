@@ -68,7 +68,7 @@ static EXIT_DROPS: AtomicUsize = AtomicUsize::new(0);
 extern "C-unwind" fn exit_from_nested_frame(depth: usize) {
     if depth == 0 {
         // SAFETY: ends this raw pthread; the frames it unwinds hold no live borrows.
-        unsafe { libc::pthread_exit(0x99 as *mut c_void) };
+        unsafe { common::unwinding::pthread_exit(0x99) };
     }
     exit_from_nested_frame(depth - 1);
 }

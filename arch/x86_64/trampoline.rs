@@ -114,6 +114,11 @@ pub(crate) fn trampoline_layout_ok(copy: usize) -> bool {
 core::arch::global_asm!(
     ".pushsection .text.hijack_tls_trampolines,\"ax\",@progbits",
     ".p2align 4, 0xcc",
+    // A gap no FDE covers, so no static FDE ends where copy 0 starts: LLVM
+    // libunwind 14 resolves a pc equal to the end of the nearest static FDE below
+    // it to that FDE, and unwinders look copy 0 up at exactly its first byte
+    // (ra - 1). NOTES.md, "Runtime unwind info".
+    ".fill 16, 1, 0xcc",
     ".irp k, 0,1,2,3,4,5,6,7",
     ".globl hijack_tls_trampoline_\\k",
     ".hidden hijack_tls_trampoline_\\k",

@@ -164,6 +164,21 @@ mod tests {
     }
 
     #[test]
+    fn no_static_fde_ends_where_copy_0_is_looked_up() {
+        // Unwinders look a copy up at its return address - 1. Where that is the
+        // pad itself (x86_64), an FDE of the code before copy 0 ending exactly
+        // there would win in LLVM libunwind 14: the byte before must be uncovered.
+        let pad = arch::trampoline_pad(0);
+        if arch::TRAMPOLINE_ENTRY_OFFSET == 1 {
+            assert_eq!(registry::function_start(pad - 1), None);
+            // Whatever the layout of this build: the gap in front is there.
+            // SAFETY: the 16 bytes before copy 0 are the gap in its own section.
+            let gap = unsafe { core::slice::from_raw_parts((pad - 16) as *const u8, 16) };
+            assert!(gap.iter().all(|&byte| byte == 0xcc), "{gap:02x?}");
+        }
+    }
+
+    #[test]
     fn errors_display() {
         assert_eq!(
             UnwindInfoError::Conflict.to_string(),

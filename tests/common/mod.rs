@@ -3,6 +3,8 @@
 
 pub mod libgcc;
 pub mod tls_probe;
+#[path = "../fixtures/unwinding.rs"]
+pub mod unwinding;
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};

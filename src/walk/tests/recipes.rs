@@ -90,9 +90,11 @@ fn real_thread_walks_again_from_recipes_alone() {
         // generation moved is tried again.
         for _round in 0..100 {
             let before = generation();
-            // Both walks from the same call site, so they see the same frames.
+            // Both walks from the same call site, so they see the same frames (an
+            // opaque bound keeps an optimised build from unrolling the loop into
+            // two call sites).
             let mut walks = Vec::new();
-            for pass in 0..2 {
+            for pass in 0..std::hint::black_box(2) {
                 walks.push(walk());
                 if pass == 0 {
                     let (result, frames) = &walks[0];
