@@ -95,7 +95,9 @@ fn spawn(n: usize) -> Worker {
     match n % 4 {
         0 => Worker::Raw(spawn_raw(move || work(n) as usize)),
         // SAFETY: the job's frames are Rust and the "C-unwind" start routine.
-        1 => Worker::Raw(spawn_raw(move || unsafe { common::unwinding::pthread_exit(work(n) as usize) })),
+        1 => Worker::Raw(spawn_raw(move || unsafe {
+            common::unwinding::pthread_exit(work(n) as usize)
+        })),
         _ => Worker::Std(std::thread::spawn(move || work(n))),
     }
 }
