@@ -122,11 +122,7 @@ mod imp {
     }
 
     pub(super) fn stack_bounds_source() -> StackBoundsSource {
-        match walk::stack_bounds_source() {
-            walk::StackBoundsSource::Descriptor { word } => StackBoundsSource::Descriptor { word },
-            walk::StackBoundsSource::Searching => StackBoundsSource::Searching,
-            walk::StackBoundsSource::GaveUp => StackBoundsSource::GaveUp,
-        }
+        walk::stack_bounds_source()
     }
 
     pub(super) fn protections() -> [(&'static str, &'static str); 3] {

@@ -13,6 +13,7 @@ use core::cell::Cell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::WalkError;
+use crate::diagnostics::StackBoundsSource as Source;
 
 /// `[lo, hi)`: a thread's stack without its guard area.
 pub(crate) type Bounds = (u64, u64);
@@ -43,17 +44,6 @@ const GAVE_UP: usize = 1;
 const CANDIDATE: usize = 2;
 /// Tag: the offset is confirmed; threads read the fields there.
 const CONFIRMED: usize = 3;
-
-/// Where this process takes thread stack bounds from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Source {
-    /// `pthread_getattr_np`, until the fields are found and confirmed.
-    Searching,
-    /// `pthread_getattr_np`, for good: the fields were not found in one place.
-    GaveUp,
-    /// The descriptor's fields at this word offset.
-    Descriptor { word: usize },
-}
 
 /// The current source.
 pub(crate) fn source() -> Source {
