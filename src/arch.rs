@@ -12,6 +12,17 @@ mod imp;
 #[cfg(hijack_supported)]
 pub(crate) use imp::*;
 
+/// The call under a `setjmp` point that catches a forced unwind in the exit
+/// sequence (`src/cancel/catch.rs`). Built whatever the features: the fallback
+/// runs hooks too.
+#[cfg(all(glibc_cancel_catch, target_arch = "x86_64"))]
+#[path = "../arch/x86_64/setjmp_call.rs"]
+pub(crate) mod setjmp_call;
+
+#[cfg(all(glibc_cancel_catch, target_arch = "aarch64"))]
+#[path = "../arch/aarch64/setjmp_call.rs"]
+pub(crate) mod setjmp_call;
+
 /// Calls `f` with the registers of the calling frame, captured by the ISA's
 /// `capture_registers` routine (its module docs show the frame it describes).
 ///

@@ -27,6 +27,23 @@ impl Arming {
         }
     }
 
+    /// Whether something is armed that will run the exit sequence.
+    pub(crate) fn runs_exit_sequence(&self) -> bool {
+        !matches!(
+            self,
+            Self::Fallback { destructor: Destructor::Unarmed | Destructor::TooLate, .. }
+        )
+    }
+
+    /// Whether the return address was hijacked.
+    pub(crate) fn is_hijacked(&self) -> bool {
+        #[cfg(hijack_supported)]
+        if let Self::Hijacked(_) = self {
+            return true;
+        }
+        false
+    }
+
     /// Undoes the hijack, if any (the fallback destructor cannot be unregistered; it
     /// finds no record and does nothing).
     pub(crate) fn disarm(self) {

@@ -165,3 +165,12 @@ mod imp {
         ]
     }
 }
+
+/// How many hijacked threads of this process had their exit sequence started by
+/// the safety net instead of the trampoline (the main thread's `exit()` aside):
+/// each was also reported on stderr. Nonzero means a return slot the walk chose
+/// was not the one the thread returned through (see
+/// [`ExitTrigger::Destructor`](crate::ExitTrigger::Destructor)).
+pub fn missed_hijacks() -> usize {
+    crate::exit::MISSED_HIJACKS.load(core::sync::atomic::Ordering::Relaxed)
+}

@@ -1,27 +1,39 @@
-//! The exit sequence, shared by the trampoline and the fallback destructors.
+//! The exit sequence, shared by the trampoline, the forced-unwind buffer and the
+//! fallback destructors.
 //!
 //! 1. At-exit handlers run last-in first-out while every value is readable; a
-//!    handler registered by a handler runs too.
+//!    handler registered by a handler runs too, right after it.
 //! 2. Values drop newest first, one at a time, so a `Drop` can still read older ones.
-//! 3. Whatever steps 1-2 added is processed in further rounds, at most
-//!    [`MAX_ROUNDS`]; then the record is closed: one last round runs what is
-//!    pending, anything registered after that is refused (leaked, not run) and
-//!    counted on stderr.
+//! 3. Whatever steps 1-2 added is processed in further rounds. Everything has a
+//!    *generation*: what existed before the sequence started is generation 0;
+//!    what a handler or drop of generation `k` registers is generation `k + 1`
+//!    (the drops of round `r` count as generation `r`). Past [`MAX_ROUNDS`] new
+//!    handlers and values are refused (leaked, not run) and counted on stderr,
+//!    so a hook that registers itself, or two copies of itself, ends.
 //! 4. The record is freed; its ID is never handed out again. A record created
 //!    meanwhile (after an `unload`) gets its own sequence right after, up to
-//!    [`MAX_ROUNDS`] generations.
+//!    [`MAX_ROUNDS`] generations of records.
 //!
-//! Panics in handlers and drops are caught; the rest still run; one line on
-//! stderr reports them.
+//! The sequence runs with cancellation disabled, and each handler and drop under
+//! a glibc cancel buffer that catches a forced unwind started inside it
+//! (`src/cancel/`). Panics in handlers and drops are caught; the rest still run;
+//! one line on stderr reports them.
 
 use core::any::Any;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::record::{self, Record};
-use crate::report;
+use crate::status::{Destructor, ExitTrigger, Status};
+use crate::{cancel, report};
 
-/// Rounds of handlers and drops before the record stops accepting new ones.
+/// Generations of handlers and values the exit sequence runs before it refuses
+/// new ones (and generations of records it runs after an `unload`).
 pub const MAX_ROUNDS: usize = 8;
+
+/// Hijacked threads whose exit sequence the safety net had to start, but for the
+/// main thread's `exit()`.
+pub(crate) static MISSED_HIJACKS: AtomicUsize = AtomicUsize::new(0);
 
 /// Which record a value-dropping loop works on.
 #[derive(Clone, Copy)]
@@ -45,39 +57,68 @@ impl Target {
     }
 }
 
+/// What happened to the user code one guarded call ran.
+pub(crate) trait Outcome {
+    /// `f` panicked with `payload`.
+    fn panicked(&mut self, payload: Box<dyn Any + Send>);
+    /// A forced unwind (`pthread_exit`, a cancellation) ended `f` early. Only the
+    /// exit sequence catches those; elsewhere they pass on.
+    fn forced_unwind(&mut self) {}
+    /// Whether forced unwinds are caught.
+    fn catches_forced_unwinds(&self) -> bool {
+        false
+    }
+}
+
 /// Drops the target's values stored before `bound`, newest first, each outside any
-/// borrow of the record. Every panic payload is passed to `on_panic`.
-pub(crate) fn drop_values(
-    target: Target,
-    bound: u64,
-    on_panic: &mut dyn FnMut(Box<dyn Any + Send>),
-) {
+/// borrow of the record. Every panic payload is passed to `outcome`.
+pub(crate) fn drop_values(target: Target, bound: u64, outcome: &mut dyn Outcome) {
     let Some(list) = target.borrow(|r| r.values_below(bound)) else { return };
     for (seq, location) in list {
         // `None` from borrow: the record is gone, nothing more to drop here.
         let Some(detached) = target.borrow(|r| r.detach(seq, location)) else { return };
         if let Some(detached) = detached {
-            guarded(|| drop(detached), on_panic);
+            guarded(|| drop(detached), outcome);
         }
     }
 }
 
-/// Runs `f`, handing a panic's payload to `on_panic`.
-pub(crate) fn guarded(f: impl FnOnce(), on_panic: &mut dyn FnMut(Box<dyn Any + Send>)) {
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
-        on_panic(payload);
+/// Runs `f`, telling `outcome` how it ended if not by returning.
+pub(crate) fn guarded(f: impl FnOnce(), outcome: &mut dyn Outcome) {
+    let mut f = Some(f);
+    let mut run = || {
+        if let Some(f) = f.take() {
+            f();
+        }
+    };
+    let result = if outcome.catches_forced_unwinds() {
+        panic::catch_unwind(AssertUnwindSafe(|| cancel::catch_forced_unwind(&mut run)))
+    } else {
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            run();
+            false
+        }))
+    };
+    match result {
+        Ok(false) => {}
+        Ok(true) => outcome.forced_unwind(),
+        Err(payload) => outcome.panicked(payload),
     }
 }
 
-/// Runs this thread's exit sequence, if it has a record whose sequence is not
-/// already running; then that of any record created meanwhile (a handler or drop
-/// that called `unload` and stored again), up to [`MAX_ROUNDS`] generations, while
-/// the thread's other thread-locals are still as alive as they were for the first.
-/// Never unwinds.
-pub(crate) fn run() {
+/// Runs this thread's exit sequence, started by `trigger`, if it has a record
+/// whose sequence is not already running; then that of any record created
+/// meanwhile (a handler or drop that called `unload` and stored again), up to
+/// [`MAX_ROUNDS`] generations, while the thread's other thread-locals are still
+/// as alive as they were for the first. Never unwinds.
+pub(crate) fn run(trigger: ExitTrigger) {
+    if record::current_ptr().is_null() {
+        return;
+    }
+    let _no_cancel = cancel::Hold::new();
     for _generation in 0..=MAX_ROUNDS {
         let record = record::current_ptr();
-        if record.is_null() || !run_record(record) {
+        if record.is_null() || !run_record(record, trigger) {
             return;
         }
     }
@@ -91,70 +132,118 @@ pub(crate) fn run() {
 
 /// Runs the exit sequence of `record`, this thread's current record, and frees it.
 /// Returns `false` if its sequence was already running (a nested call).
-fn run_record(record: *mut Record) -> bool {
+fn run_record(record: *mut Record, trigger: ExitTrigger) -> bool {
     // SAFETY: the caller passes this thread's live CURRENT record.
-    let (id, already) =
-        unsafe { record::borrow(record, |r| (r.id, core::mem::replace(&mut r.exiting, true))) };
+    let (id, already, hijacked) = unsafe {
+        record::borrow(record, |r| {
+            (r.id, core::mem::replace(&mut r.exiting, true), r.arming.is_hijacked())
+        })
+    };
     if already {
         return false;
     }
+    let trigger = match trigger {
+        ExitTrigger::Destructor { destructor, .. } => {
+            ExitTrigger::Destructor { destructor, hijack_missed: hijacked }
+        }
+        other => other,
+    };
+    record::publish_status(Status::Exited { trigger });
+    if let ExitTrigger::Destructor { destructor, hijack_missed: true } = trigger {
+        report_missed_hijack(id, destructor);
+    }
     let target = Target::Exiting(record);
-    let mut panics = PanicTally::default();
-    let mut on_panic = |payload| panics.add(payload);
-    for round in 1.. {
-        if round > MAX_ROUNDS {
-            target.borrow(|r| r.closed = true);
+    let mut outcome = SequenceOutcome::default();
+    for round in 0..=MAX_ROUNDS {
+        while let Some(Some(handler)) = target.borrow(Record::pop_handler) {
+            guarded(handler, &mut outcome);
         }
-        while let Some(Some(handler)) = target.borrow(|r| r.handlers.pop()) {
-            guarded(handler, &mut on_panic);
-        }
-        let bound = target.borrow(|r| r.next_seq).unwrap_or(0);
-        drop_values(target, bound, &mut on_panic);
-        let more = target.borrow(|r| r.has_work()).unwrap_or(false);
-        if !more || round > MAX_ROUNDS {
+        let bound = target.borrow(|r| {
+            r.set_drop_generation(round as u8);
+            r.next_seq
+        });
+        drop_values(target, bound.unwrap_or(0), &mut outcome);
+        if !target.borrow(|r| r.has_work()).unwrap_or(false) {
             break;
         }
     }
+    // Round MAX_ROUNDS ran at the last generation, which registers nothing: any
+    // work left was refused, so the record is empty.
     let refused = target.borrow(|r| r.refused).unwrap_or(0);
     if record::current_ptr() == record {
         record::set_current(core::ptr::null_mut());
     }
     // SAFETY: the record is no longer CURRENT, this sequence owns it (`exiting`),
-    // and it is empty: handlers were popped, values detached, and it is closed or
-    // nothing was left.
+    // and it is empty: handlers were popped, values detached, and the last round
+    // accepted nothing new.
     unsafe { record::free(record) };
     if refused > 0 {
         report::line(format_args!(
-            "thread {id}: exit sequence still busy after {MAX_ROUNDS} rounds; \
-             {refused} value(s)/handler(s) registered after that were leaked, not run"
+            "thread {id}: exit sequence refused {refused} value(s)/handler(s) registered \
+             past {MAX_ROUNDS} generations of handlers and drops registering more; they \
+             were leaked, not run"
         ));
     }
-    panics.report(id);
+    outcome.report(id);
     true
 }
 
-/// Counts caught panics and keeps the first message.
-#[derive(Default)]
-pub(crate) struct PanicTally {
-    count: usize,
-    first: Option<String>,
+/// Counts and reports a hijacked thread whose trampoline never ran. The main
+/// thread's `exit()` (its TLS destructors run inside `exit()`, before `main`
+/// returned to the trampoline) is the expected case and stays quiet.
+fn report_missed_hijack(id: u64, destructor: Destructor) {
+    if destructor == Destructor::ThreadLocal && crate::fallback::is_main_thread() {
+        return;
+    }
+    MISSED_HIJACKS.fetch_add(1, Ordering::Relaxed);
+    report::line(format_args!(
+        "thread {id}: hijacked, but its exit sequence was started by the {destructor}: the \
+         trampoline never ran (a wrong return slot, or an exit that skipped both the return \
+         and the forced-unwind buffer); its hooks ran after other TLS destructors"
+    ));
 }
 
-impl PanicTally {
-    pub(crate) fn add(&mut self, payload: Box<dyn Any + Send>) {
-        self.count += 1;
-        if self.first.is_none() {
-            self.first = Some(report::panic_message(&*payload));
+/// What the exit sequence tallies: caught panics (with the first message) and
+/// forced unwinds.
+#[derive(Default)]
+struct SequenceOutcome {
+    panics: usize,
+    first_panic: Option<String>,
+    forced_unwinds: usize,
+}
+
+impl Outcome for SequenceOutcome {
+    fn panicked(&mut self, payload: Box<dyn Any + Send>) {
+        self.panics += 1;
+        if self.first_panic.is_none() {
+            self.first_panic = Some(report::panic_message(&*payload));
         }
         report::drop_payload(payload);
     }
 
+    fn forced_unwind(&mut self) {
+        self.forced_unwinds += 1;
+    }
+
+    fn catches_forced_unwinds(&self) -> bool {
+        true
+    }
+}
+
+impl SequenceOutcome {
     fn report(&self, id: u64) {
-        if let Some(first) = &self.first {
-            let count = self.count;
+        if let Some(first) = &self.first_panic {
+            let count = self.panics;
             report::line(format_args!(
                 "thread {id}: {count} panic(s) caught in at-exit handlers or value drops \
                  (the rest still ran); first: {first}"
+            ));
+        }
+        if self.forced_unwinds > 0 {
+            let count = self.forced_unwinds;
+            report::line(format_args!(
+                "thread {id}: {count} at-exit handler(s) or value drop(s) ended by pthread_exit \
+                 or a cancellation; the exit sequence went on (a pthread_exit value there is lost)"
             ));
         }
     }

@@ -7,17 +7,23 @@
 //! that; on the main thread, an `atexit` handler does.
 
 use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use crate::status::Destructor;
+use crate::status::{Destructor, ExitTrigger};
 
 /// Runs the exit sequence when the thread's `thread_local!` destructors run.
 struct ExitGuard;
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        crate::exit::run();
+        crate::exit::run(by(Destructor::ThreadLocal));
     }
+}
+
+/// The trigger of a sequence the safety net starts.
+fn by(destructor: Destructor) -> ExitTrigger {
+    ExitTrigger::Destructor { destructor, hijack_missed: false }
 }
 
 thread_local! {
@@ -31,23 +37,73 @@ thread_local! {
 /// guard untouched and registers it, but glibc has already run its `thread_local!`
 /// destructors by then and never runs that one. Whichever destructor runs first
 /// takes the record; the other finds none. On the main thread, whose pthread-key
-/// destructors never run, a record created after the guard was destroyed (inside
-/// `exit()`'s TLS destructors) is run by an `atexit` handler instead, which `exit()`
+/// destructors never run, a record created once its `thread_local!` destructors
+/// have run or are past the guard (inside `exit()`, known from the guard or from
+/// the [`MainSentinel`]) is run by an `atexit` handler instead, which `exit()`
 /// calls after the TLS destructors.
 pub(crate) fn arm() -> Destructor {
     let key_set = set_exit_key();
+    let main = is_main_thread();
+    if main && MAIN_TLS_DESTROYED.load(Ordering::Acquire) {
+        return arm_at_process_exit();
+    }
     // Touching GUARD registers its destructor; it fails once that has run.
     if GUARD.try_with(|_| ()).is_ok() {
         return Destructor::ThreadLocal;
     }
-    if is_main_thread() {
-        return if register_at_process_exit() {
-            Destructor::ProcessExit
-        } else {
-            Destructor::Unarmed
-        };
+    if main {
+        return arm_at_process_exit();
     }
     if key_set { Destructor::PthreadKey } else { Destructor::Unarmed }
+}
+
+/// Set once the main thread's [`MainSentinel`] was destroyed: `exit()` is past
+/// the point where a newly registered `thread_local!` destructor would run.
+static MAIN_TLS_DESTROYED: AtomicBool = AtomicBool::new(false);
+
+/// A `thread_local!` destructor registered on the main thread while the program
+/// loads, before any other this crate registers. glibc runs `thread_local!`
+/// destructors last registered first (`__call_tls_dtors`), so this one runs
+/// after every destructor registered later, and a first use after it (a later
+/// `atexit` handler, a `.fini_array` function) knows its own registration would
+/// never run.
+struct MainSentinel;
+
+impl Drop for MainSentinel {
+    fn drop(&mut self) {
+        MAIN_TLS_DESTROYED.store(true, Ordering::Release);
+    }
+}
+
+thread_local! {
+    static MAIN_SENTINEL: MainSentinel = const { MainSentinel };
+}
+
+/// Registers the sentinel while the program (or the object holding this crate)
+/// loads, if that happens on the main thread.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REGISTER_MAIN_SENTINEL: extern "C" fn() = {
+    extern "C" fn register_main_sentinel() {
+        if is_main_thread() {
+            // Touching it registers its destructor.
+            let _ = MAIN_SENTINEL.try_with(|_| ());
+        }
+    }
+    register_main_sentinel
+};
+
+/// The `atexit` arming of a main-thread record: `ProcessExit`, or `TooLate` if
+/// `exit()` has already run its last handler (glibc refuses registrations then).
+fn arm_at_process_exit() -> Destructor {
+    if register_at_process_exit() {
+        Destructor::ProcessExit
+    } else if MAIN_TLS_DESTROYED.load(Ordering::Acquire) {
+        Destructor::TooLate
+    } else {
+        Destructor::Unarmed
+    }
 }
 
 /// Sets this thread's value of the exit key, so its destructor runs at thread exit.
@@ -61,27 +117,41 @@ fn set_exit_key() -> bool {
 
 /// Whether this is the process's main thread (its thread ID is the process ID).
 #[cfg(target_os = "linux")]
-fn is_main_thread() -> bool {
+pub(crate) fn is_main_thread() -> bool {
     // SAFETY: gettid and getpid have no preconditions.
     unsafe { libc::gettid() == libc::getpid() }
 }
 
 /// Elsewhere the main thread is not told apart: its late records use the pthread key.
 #[cfg(not(target_os = "linux"))]
-fn is_main_thread() -> bool {
+pub(crate) fn is_main_thread() -> bool {
     false
 }
 
-/// Registers [`run_at_process_exit`] with `atexit`, once per process.
+/// Whether [`run_at_process_exit`] is registered and has not started yet.
+static AT_EXIT_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Registers [`run_at_process_exit`] with `atexit` unless a registration is still
+/// pending. Once it has run, a record created later (by a later `atexit` handler
+/// or a `.fini_array` function) registers it again: glibc runs handlers added
+/// while `exit()` runs them (`__run_exit_handlers` starts over), until its last
+/// one has returned.
 fn register_at_process_exit() -> bool {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    if AT_EXIT_PENDING.swap(true, Ordering::AcqRel) {
+        return true;
+    }
     // SAFETY: registers a plain extern "C" function, which stays loaded: the crate's
     // object is never unloaded while it has TLS destructors registered.
-    *REGISTERED.get_or_init(|| unsafe { libc::atexit(run_at_process_exit) } == 0)
+    let registered = unsafe { libc::atexit(run_at_process_exit) } == 0;
+    if !registered {
+        AT_EXIT_PENDING.store(false, Ordering::Release);
+    }
+    registered
 }
 
 extern "C" fn run_at_process_exit() {
-    crate::exit::run();
+    AT_EXIT_PENDING.store(false, Ordering::Release);
+    crate::exit::run(by(Destructor::ProcessExit));
 }
 
 /// The process-wide pthread key whose destructor runs the exit sequence.
@@ -96,5 +166,5 @@ fn exit_key() -> Option<libc::pthread_key_t> {
 }
 
 extern "C" fn run_from_key(_marker: *mut c_void) {
-    crate::exit::run();
+    crate::exit::run(by(Destructor::PthreadKey));
 }

@@ -39,14 +39,8 @@ type PopFn = unsafe extern "C" fn(*mut CleanupBuffer, c_int);
 fn cleanup_api() -> Option<(PushFn, PopFn)> {
     static API: OnceLock<Option<(PushFn, PopFn)>> = OnceLock::new();
     *API.get_or_init(|| {
-        // SAFETY: dlsym with RTLD_DEFAULT and NUL-terminated names has no
-        // preconditions; a non-null result is the named function.
-        let push = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_pthread_cleanup_push".as_ptr()) };
-        // SAFETY: as above.
-        let pop = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_pthread_cleanup_pop".as_ptr()) };
-        if push.is_null() || pop.is_null() {
-            return None;
-        }
+        let push = crate::libc_symbol::find(c"_pthread_cleanup_push")?;
+        let pop = crate::libc_symbol::find(c"_pthread_cleanup_pop")?;
         // SAFETY: glibc's functions have exactly these C signatures (<pthread.h>).
         Some(unsafe {
             (
@@ -104,5 +98,5 @@ pub(crate) fn disarm() {
 /// `longjmp`s into `start_thread`. Never unwinds.
 extern "C" fn on_forced_unwind(_arg: *mut c_void) {
     crate::hijack::thread_is_exiting();
-    crate::exit::run();
+    crate::exit::run(crate::status::ExitTrigger::ForcedUnwind);
 }

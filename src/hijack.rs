@@ -134,7 +134,7 @@ fn claim_copy(original_return: usize) -> Result<usize, FallbackReason> {
 pub(crate) extern "C" fn on_trampoline() {
     thread_is_exiting();
     crate::forced_unwind::disarm();
-    crate::exit::run();
+    crate::exit::run(crate::status::ExitTrigger::Trampoline);
 }
 
 /// Marks this thread as past its start routine: no more hijacks, no restores.

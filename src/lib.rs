@@ -40,6 +40,7 @@
 pub mod __fuzz;
 mod arch;
 mod arming;
+mod cancel;
 #[cfg(hijack_supported)]
 mod config;
 pub mod diagnostics;
@@ -50,6 +51,8 @@ mod forced_unwind;
 #[cfg(hijack_supported)]
 mod hijack;
 mod keyed;
+#[cfg(glibc_cancel_catch)]
+mod libc_symbol;
 #[cfg(hijack_supported)]
 mod pin;
 mod record;
@@ -68,7 +71,7 @@ use core::any::Any;
 use core::hash::Hash;
 
 pub use exit::MAX_ROUNDS;
-pub use status::{Destructor, FallbackReason, Status};
+pub use status::{Destructor, ExitTrigger, FallbackReason, Status};
 #[cfg(hijack_supported)]
 pub use status::{UnwindInfoFailure, WalkFailure};
 pub use typed::Key;
@@ -115,7 +118,7 @@ pub fn get<K: Hash + Eq + 'static, V: Clone + 'static>(key: &K) -> Option<V> {
 pub fn with<K: Hash + Eq + 'static, V: 'static, R>(key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
     let hash = keyed::hash_of(key);
     // A handle of its own (a pin) keeps the value alive while `f` borrows it.
-    let pinned = record::with_current(|r| r.keyed.get::<K, V>(hash, key))??;
+    let pinned = record::read_current(|r| r.keyed.get::<K, V>(hash, key))??;
     Some(f(&pinned))
 }
 
@@ -162,11 +165,9 @@ pub fn at_exit(f: impl FnOnce() + 'static) {
 /// still dropped and the first panic is resumed afterwards.
 pub fn reset() {
     let Some((id, bound)) = record::with_current(|r| (r.id, r.next_seq)) else { return };
-    let mut first_panic = None;
-    exit::drop_values(exit::Target::Current { id }, bound, &mut |payload| {
-        keep_first(&mut first_panic, payload)
-    });
-    resume(first_panic);
+    let mut first_panic = FirstPanic::default();
+    exit::drop_values(exit::Target::Current { id }, bound, &mut first_panic);
+    first_panic.resume();
 }
 
 /// Forgets this thread: drops all values, discards the at-exit handlers *without
@@ -190,37 +191,49 @@ pub fn unload() {
         })
     };
     record::set_current(core::ptr::null_mut());
+    if !exiting {
+        record::publish_status(Status::Inactive);
+    }
     arming.disarm();
     if !exiting {
         // SAFETY: no longer CURRENT, emptied above, and no exit sequence owns it.
         unsafe { record::free(record) };
     }
-    let mut first_panic = None;
-    let mut on_panic = |payload| keep_first(&mut first_panic, payload);
+    let mut first_panic = FirstPanic::default();
     for handler in contents.handlers {
-        exit::guarded(|| drop(handler), &mut on_panic);
+        exit::guarded(|| drop(handler), &mut first_panic);
     }
     for value in contents.values {
-        exit::guarded(|| drop(value), &mut on_panic);
+        exit::guarded(|| drop(value), &mut first_panic);
     }
-    resume(first_panic);
+    first_panic.resume();
 }
 
-/// How this thread's exit sequence is armed. Never creates a record.
+/// How this thread's exit sequence is armed, or what started it once it runs
+/// ([`Status::Exited`]). Never creates a record; needs no borrow of it, so it
+/// also answers in a signal handler.
 pub fn status() -> Status {
-    record::with_current(|r| r.arming.status()).unwrap_or(Status::Inactive)
+    record::published_status()
 }
 
-fn keep_first(first: &mut Option<Box<dyn Any + Send>>, payload: Box<dyn Any + Send>) {
-    if first.is_none() {
-        *first = Some(payload);
-    } else {
-        report::drop_payload(payload);
+/// Keeps the first panic of a loop of drops, to resume once the loop is done.
+#[derive(Default)]
+struct FirstPanic(Option<Box<dyn Any + Send>>);
+
+impl exit::Outcome for FirstPanic {
+    fn panicked(&mut self, payload: Box<dyn Any + Send>) {
+        if self.0.is_none() {
+            self.0 = Some(payload);
+        } else {
+            report::drop_payload(payload);
+        }
     }
 }
 
-fn resume(panic: Option<Box<dyn Any + Send>>) {
-    if let Some(payload) = panic {
-        std::panic::resume_unwind(payload);
+impl FirstPanic {
+    fn resume(self) {
+        if let Some(payload) = self.0 {
+            std::panic::resume_unwind(payload);
+        }
     }
 }

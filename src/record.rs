@@ -22,12 +22,22 @@ use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arming::Arming;
+use crate::exit::MAX_ROUNDS;
 use crate::keyed::{KeyedMap, Location, StoredKey};
+use crate::status::Status;
 use crate::typed::{Slot, Slots};
 use crate::value::{Displaced, Shared};
 
 /// An at-exit handler.
 pub(crate) type Handler = Box<dyn FnOnce()>;
+
+/// A registered handler and its generation: 0 if registered before the exit
+/// sequence started, `k + 1` if registered while the sequence ran an item (a
+/// handler or a drop) of generation `k`.
+pub(crate) struct Hook {
+    run: Handler,
+    generation: u8,
+}
 
 /// One thread's state.
 pub(crate) struct Record {
@@ -38,16 +48,18 @@ pub(crate) struct Record {
     /// Values stored under typed [`Key`](crate::Key)s, indexed by key index.
     pub(crate) slots: Slots,
     /// At-exit handlers, run last-in first-out.
-    pub(crate) handlers: Vec<Handler>,
+    pub(crate) handlers: Vec<Hook>,
     /// Sequence number for the next stored value; values drop newest first.
     pub(crate) next_seq: u64,
     /// How the exit sequence is armed.
     pub(crate) arming: Arming,
     /// The exit sequence is running on this record (it owns the freeing).
     pub(crate) exiting: bool,
-    /// Past the exit-round bound: new values and handlers are refused.
-    pub(crate) closed: bool,
-    /// How many values and handlers were refused after `closed` was set.
+    /// While `exiting`: the generation of the handler or drop running now. What it
+    /// registers is one generation later; past [`MAX_ROUNDS`] it is refused.
+    generation: u8,
+    /// How many values and handlers were refused (past the generation bound, or
+    /// with nothing armed to run them).
     pub(crate) refused: usize,
 }
 
@@ -59,7 +71,7 @@ pub(crate) struct Detached {
 
 /// Everything `unload` takes out of a record, to drop after the record is gone.
 pub(crate) struct Contents {
-    pub(crate) handlers: Vec<Handler>,
+    pub(crate) handlers: Vec<Hook>,
     /// Newest first.
     pub(crate) values: Vec<Detached>,
 }
@@ -71,6 +83,21 @@ impl Record {
         seq
     }
 
+    /// The generation an item registered now belongs to, or `None` if it must be
+    /// refused: past [`MAX_ROUNDS`] generations of the exit sequence.
+    fn generation_of_new(&self) -> Option<u8> {
+        if !self.exiting {
+            return Some(0);
+        }
+        let next = self.generation + 1;
+        (usize::from(next) <= MAX_ROUNDS).then_some(next)
+    }
+
+    /// Whether new values are refused (see [`generation_of_new`](Self::generation_of_new)).
+    fn refuses_values(&self) -> bool {
+        self.generation_of_new().is_none()
+    }
+
     /// Stores a keyed value. Returns the new key if an equal one was already
     /// stored, and what the value displaced: both for the caller to drop after the
     /// borrow.
@@ -80,7 +107,7 @@ impl Record {
         key: K,
         value: V,
     ) -> (Option<K>, Displaced<V>) {
-        if self.closed {
+        if self.refuses_values() {
             self.refuse(value);
             return (Some(key), Displaced::Nothing);
         }
@@ -98,7 +125,7 @@ impl Record {
         key: &K,
         value: V,
     ) -> Result<V, V> {
-        if self.closed {
+        if self.refuses_values() {
             return Err(value);
         }
         let old = self.keyed.replace(hash, key, self.next_seq, value)?;
@@ -112,7 +139,7 @@ impl Record {
     /// # Safety
     /// Slot `index` must only ever hold `T`s.
     pub(crate) unsafe fn store_slot<T: 'static>(&mut self, index: usize, value: T) -> Displaced<T> {
-        if self.closed {
+        if self.refuses_values() {
             self.refuse(value);
             return Displaced::Nothing;
         }
@@ -139,17 +166,42 @@ impl Record {
         }
     }
 
-    /// Adds an at-exit handler.
+    /// Adds an at-exit handler, or refuses it: past the generation bound, or if
+    /// nothing is armed to run the exit sequence (reported at once, then).
     pub(crate) fn push_handler(&mut self, handler: Handler) {
-        if self.closed {
+        if !self.arming.runs_exit_sequence() {
             self.refuse(handler);
-        } else {
-            self.handlers.push(handler);
+            if self.refused == 1 {
+                let status = self.arming.status();
+                crate::report::line(format_args!(
+                    "thread {}: at_exit refused: {status}; this and later ones are leaked",
+                    self.id
+                ));
+            }
+            return;
+        }
+        match self.generation_of_new() {
+            Some(generation) => self.handlers.push(Hook { run: handler, generation }),
+            None => self.refuse(handler),
         }
     }
 
-    /// Past the exit-round bound nothing more is accepted: the item is leaked on
-    /// purpose (dropping it could register yet more) and counted for the report.
+    /// Takes the newest handler out, for the exit sequence to run; the record's
+    /// generation becomes the handler's while it runs.
+    pub(crate) fn pop_handler(&mut self) -> Option<Handler> {
+        let hook = self.handlers.pop()?;
+        self.generation = hook.generation;
+        Some(hook.run)
+    }
+
+    /// Sets the generation of the exit sequence's drop round: what the drops
+    /// register belongs to the next one.
+    pub(crate) fn set_drop_generation(&mut self, generation: u8) {
+        self.generation = generation;
+    }
+
+    /// A refused item is leaked on purpose (dropping it could register yet more)
+    /// and counted for the report.
     fn refuse<T>(&mut self, item: T) {
         core::mem::forget(item);
         self.refused += 1;
@@ -206,8 +258,13 @@ struct Local {
     slots: Cell<*const Slot>,
     /// Length of the table at `slots`.
     slots_len: Cell<usize>,
-    /// The view: the current record's ID, 0 under the same conditions.
+    /// The current record's ID, 0 if there is none. Unlike the slot view, kept
+    /// while the record is borrowed: an ID never changes, and a signal handler
+    /// interrupting a borrow reads it from here.
     id: Cell<u64>,
+    /// What [`status`](crate::status) reports, published whenever it changes so a
+    /// read needs no borrow (and works in a signal handler interrupting one).
+    status: Cell<Status>,
     /// The value addresses in the current record's first typed slots (null: empty,
     /// or no record). Unlike the view, kept while the record is borrowed.
     mirror: [Cell<*const ()>; MIRRORED_SLOTS],
@@ -226,29 +283,27 @@ thread_local! {
             slots: Cell::new(ptr::null()),
             slots_len: Cell::new(0),
             id: Cell::new(0),
+            status: Cell::new(Status::Inactive),
             mirror: [const { Cell::new(ptr::null()) }; MIRRORED_SLOTS],
         }
     };
 }
 
 impl Local {
-    /// Rebuilds the view from the current record, or empties it if the record is
-    /// absent or borrowed.
+    /// Rebuilds the slot view from the current record, or empties it if the
+    /// record is absent or borrowed.
     #[inline]
     fn refresh_view(&self) {
         let record = self.current.get();
-        let (slots, slots_len, id) = if record.is_null() || self.borrowed.get() {
-            (ptr::null(), 0, 0)
+        let (slots, slots_len) = if record.is_null() || self.borrowed.get() {
+            (ptr::null(), 0)
         } else {
             // SAFETY: a non-null CURRENT is this thread's live record, and it is not
             // borrowed, so no mutable reference to it exists while this one lives.
-            let record = unsafe { &*record };
-            let (slots, len) = record.slots.view();
-            (slots, len, record.id)
+            unsafe { &*record }.slots.view()
         };
         self.slots.set(slots);
         self.slots_len.set(slots_len);
-        self.id.set(id);
     }
 }
 
@@ -271,6 +326,9 @@ pub(crate) fn current_ptr() -> *mut Record {
 pub(crate) fn set_current(record: *mut Record) {
     LOCAL.with(|local| {
         local.current.set(record);
+        // SAFETY: a non-null `record` is this thread's live record, not borrowed
+        // (the caller's guarantee).
+        local.id.set(if record.is_null() { 0 } else { unsafe { (*record).id } });
         for (index, cell) in local.mirror.iter().enumerate() {
             let address = if record.is_null() {
                 ptr::null()
@@ -311,18 +369,36 @@ pub(crate) fn slots_view() -> (*const Slot, usize) {
     LOCAL.with(|local| (local.slots.get(), local.slots_len.get()))
 }
 
-/// The current record's ID if a record is current and not borrowed, else 0.
+/// The current record's ID, or 0 if the thread has none. Needs no borrow.
 #[inline]
 pub(crate) fn current_id() -> u64 {
     LOCAL.with(|local| local.id.get())
+}
+
+/// The status published for [`status`](crate::status). Needs no borrow.
+pub(crate) fn published_status() -> Status {
+    LOCAL.with(|local| local.status.get())
+}
+
+/// Publishes what [`status`](crate::status) reports from now on.
+pub(crate) fn publish_status(status: Status) {
+    LOCAL.with(|local| local.status.set(status));
+}
+
+/// Whether this thread's record is borrowed right now: only a signal handler
+/// interrupting the crate, or a key's `Eq` calling back into it, sees `true`.
+#[inline]
+pub(crate) fn is_borrowed() -> bool {
+    LOCAL.with(|local| local.borrowed.get())
 }
 
 /// Borrows the record at `record` for `f`, which must not run user code other than a
 /// key's `Eq`/`Hash`.
 ///
 /// # Panics
-/// If called while the record is already borrowed, which only a key's `Eq` calling
-/// back into this crate can cause.
+/// If called while the record is already borrowed, which only a key's `Eq`, or a
+/// signal handler interrupting the crate, calling in to change the record can
+/// cause (reads check [`is_borrowed`] first and answer without a borrow).
 ///
 /// # Safety
 /// `record` must be a live record of this thread (from [`current_ptr`] or held by the
@@ -341,17 +417,28 @@ pub(crate) unsafe fn borrow<R>(record: *mut Record, f: impl FnOnce(&mut Record) 
     LOCAL.with(|local| {
         assert!(
             !local.borrowed.replace(true),
-            "hijack-tls was called from a key's Eq impl; that is not supported"
+            "hijack-tls was re-entered while it held this thread's record, from a key's \
+             Eq impl or a signal handler; only reads are supported there"
         );
-        // No fast path may read the record while `f` may change it.
+        // No fast path may read the slot table while `f` may change it.
         local.slots_len.set(0);
-        local.id.set(0);
     });
     let _release = Release;
     // SAFETY: the caller guarantees `record` is live and owned by this thread; the
     // `borrowed` flag guarantees no other reference to it exists while `f` runs, and
     // the emptied view that no fast path reads it either.
     f(unsafe { &mut *record })
+}
+
+/// Runs `f` on this thread's record for a read: `None` if it has none, or if it
+/// is borrowed right now (a signal handler interrupting the crate), where a read
+/// answers "absent" rather than panic.
+#[inline]
+pub(crate) fn read_current<R>(f: impl FnOnce(&mut Record) -> R) -> Option<R> {
+    if is_borrowed() {
+        return None;
+    }
+    with_current(f)
 }
 
 /// Runs `f` on this thread's record, or returns `None` if it has none.
@@ -388,11 +475,12 @@ fn create() -> *mut Record {
         next_seq: 0,
         arming: Arming::None,
         exiting: false,
-        closed: false,
+        generation: 0,
         refused: 0,
     }));
     set_current(record);
     let arming = crate::arming::arm();
+    publish_status(arming.status());
     // SAFETY: just created and installed; no user code ran since.
     unsafe { borrow(record, |r| r.arming = arming) };
     record

@@ -27,6 +27,37 @@ pub enum Status {
         /// Which destructor runs the exit sequence.
         destructor: Destructor,
     },
+    /// The thread's exit sequence has started: what a hook, a drop during the
+    /// sequence, or a TLS destructor that runs after it sees. (A record created
+    /// after that reports its own arming.)
+    Exited {
+        /// What started the sequence.
+        trigger: ExitTrigger,
+    },
+}
+
+/// What started a thread's exit sequence (see [`Status::Exited`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExitTrigger {
+    /// The hijacked start routine returned into the exit trampoline.
+    Trampoline,
+    /// `pthread_exit` or a cancellation on a hijacked thread: glibc ran the
+    /// crate's cleanup buffer at the end of its forced unwind.
+    ForcedUnwind,
+    /// The safety net: a TLS destructor.
+    Destructor {
+        /// Which one.
+        destructor: Destructor,
+        /// The thread was hijacked, yet the trampoline never ran. On the main
+        /// thread this means `exit()` was called before `main` returned; on
+        /// another thread, the hijacked slot was not the one the thread returned
+        /// through, or the thread left by a path that skips both the return and
+        /// the forced-unwind buffer. Counted in
+        /// [`diagnostics::missed_hijacks`](crate::diagnostics::missed_hijacks)
+        /// and reported on stderr (but for the main thread's `exit()`).
+        hijack_missed: bool,
+    },
 }
 
 /// The TLS destructor that runs a fallback thread's exit sequence.
@@ -46,6 +77,11 @@ pub enum Destructor {
     /// No destructor could be registered (the `thread_local!` one had already run and
     /// no pthread key was available): the exit sequence will not run for this record.
     Unarmed,
+    /// The record was created after the last destructor that could run it: on
+    /// the main thread, after `exit()` ran its `atexit` handlers (a first use in a
+    /// late `.fini_array` function, say). The exit sequence will not run for this
+    /// record; `at_exit` refuses hooks (counted on stderr) and its values leak.
+    TooLate,
 }
 
 /// Why a thread's exit sequence is armed by the fallback and not by the hijack.
@@ -133,6 +169,10 @@ impl fmt::Display for Destructor {
             Self::PthreadKey => "pthread key destructor",
             Self::ProcessExit => "atexit handler",
             Self::Unarmed => "no destructor: the exit sequence will not run",
+            Self::TooLate => {
+                "too late: the process already ran its exit handlers; the exit sequence \
+                 will not run"
+            }
         })
     }
 }
@@ -146,6 +186,25 @@ impl fmt::Display for Status {
             }
             Self::Fallback { reason, destructor } => {
                 write!(f, "fallback ({destructor}): {reason}")
+            }
+            Self::Exited { trigger } => write!(f, "exit sequence started by {trigger}"),
+        }
+    }
+}
+
+impl fmt::Display for ExitTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Trampoline => f.write_str("the exit trampoline"),
+            Self::ForcedUnwind => f.write_str("the forced-unwind cleanup buffer"),
+            Self::Destructor { destructor, hijack_missed: false } => {
+                write!(f, "the safety net ({destructor})")
+            }
+            Self::Destructor { destructor, hijack_missed: true } => {
+                write!(
+                    f,
+                    "the safety net ({destructor}) on a hijacked thread whose trampoline never ran"
+                )
             }
         }
     }

@@ -126,12 +126,13 @@ impl<T: 'static> Key<T> {
     }
 
     /// [`with`](Self::with) when the view cannot answer: the thread has no record,
-    /// the record is borrowed (a key's `Eq` calling in: `borrow` panics), or `index`
-    /// is past the slot table (the key was never set here, or is unassigned).
+    /// the record is borrowed (a key's `Eq` or a signal handler calling in: the
+    /// answer is `None`), or `index` is past the slot table (the key was never set
+    /// here, or is unassigned).
     #[cold]
     #[inline(never)]
     fn with_slow<R>(&self, index: usize, f: impl FnOnce(&T) -> R) -> Option<R> {
-        let pinned = record::with_current(|r| {
+        let pinned = record::read_current(|r| {
             let address = r.slots.get(index)?;
             // SAFETY: slot `index` belongs to this key alone, so it holds a T, kept
             // alive by the record while the pin takes its own handle; the pin is

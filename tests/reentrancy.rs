@@ -299,23 +299,43 @@ fn unload_in_a_handler_stops_the_sequence() {
 }
 
 #[test]
-fn reentry_from_a_key_eq_panics_cleanly() {
-    struct Nosy(u8);
-    impl std::hash::Hash for Nosy {
+fn reentry_from_a_key_eq_reads_or_panics_cleanly() {
+    // Reads inside a key's Eq answer without a borrow (the ID as it is, a keyed
+    // value as absent); a call that would change the record panics with a message.
+    static ID_SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    struct Reads(u8);
+    impl std::hash::Hash for Reads {
         fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
             self.0.hash(state);
         }
     }
-    impl PartialEq for Nosy {
+    impl PartialEq for Reads {
         fn eq(&self, other: &Self) -> bool {
-            let _ = hijack_tls::id();
+            ID_SEEN.store(hijack_tls::id(), std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(hijack_tls::get::<_, u8>(&"after"), None, "borrowed: reads as absent");
             self.0 == other.0
         }
     }
-    impl Eq for Nosy {}
+    impl Eq for Reads {}
+    struct Writes(u8);
+    impl std::hash::Hash for Writes {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+        }
+    }
+    impl PartialEq for Writes {
+        fn eq(&self, other: &Self) -> bool {
+            hijack_tls::set("inside eq", 0_u8);
+            self.0 == other.0
+        }
+    }
+    impl Eq for Writes {}
     on_thread(|| {
-        hijack_tls::set(Nosy(1), 1_u8);
-        let caught = std::panic::catch_unwind(|| hijack_tls::get::<_, u8>(&Nosy(1)));
+        hijack_tls::set(Reads(1), 1_u8);
+        assert_eq!(hijack_tls::get::<_, u8>(&Reads(1)), Some(1));
+        assert_eq!(ID_SEEN.load(std::sync::atomic::Ordering::SeqCst), hijack_tls::id());
+        hijack_tls::set(Writes(1), 1_u8);
+        let caught = std::panic::catch_unwind(|| hijack_tls::get::<_, u8>(&Writes(1)));
         let message = caught.expect_err("must panic");
         let text = message.downcast_ref::<&str>().copied().unwrap_or_default();
         assert!(text.contains("Eq impl"), "{text}");

@@ -6,8 +6,10 @@ pub mod tls_probe;
 #[path = "../fixtures/unwinding.rs"]
 pub mod unwinding;
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Whether the target is one the hijack supports.
 pub const HIJACK_TARGET: bool = cfg!(all(
@@ -111,4 +113,48 @@ pub fn run_child(case: &str, env: &[(&str, &str)]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Like [`run_child`], but kills the child after `timeout`: returns its exit code
+/// (`None` if it was killed by the timeout or a signal), stdout and stderr. A hang
+/// becomes a failure the test reports instead of a hung test run.
+pub fn run_child_timeout(
+    case: &str,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> (Option<i32>, String, String) {
+    let mut command = rerun_self();
+    command.args([case, "--exact", "--nocapture", "--test-threads=1"]);
+    command.env("HIJACK_TLS_TEST_CHILD", case);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    // Drain both pipes on threads of their own, so a chatty child cannot block.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (code, out.join().unwrap(), err.join().unwrap())
 }

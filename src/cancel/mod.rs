@@ -1,0 +1,81 @@
+//! Cancellation and forced unwinds while the exit sequence runs.
+//!
+//! The sequence runs with cancellation disabled ([`Hold`]): a deferred cancel
+//! reaching a cancellation point in a hook, or an asynchronous one arriving
+//! during it, would otherwise start glibc's forced unwind inside the sequence,
+//! where the `catch_unwind` around each hook would catch and swallow it and glibc
+//! aborts ("FATAL: exception not rethrown"). A cancel that arrives meanwhile stays
+//! pending and acts after the sequence, at the thread's next cancellation point.
+//!
+//! A forced unwind started inside a hook or drop anyway (`pthread_exit`, or a
+//! hook that re-enables cancellation) is caught by a glibc cancel buffer around
+//! that hook alone ([`catch`]): the hook ends, the sequence goes on.
+
+#[cfg(glibc_cancel_catch)]
+mod catch;
+#[cfg(glibc_cancel_catch)]
+pub(crate) use catch::catch_forced_unwind;
+
+#[cfg(not(glibc_cancel_catch))]
+pub(crate) fn catch_forced_unwind(f: &mut dyn FnMut()) -> bool {
+    f();
+    false
+}
+
+/// `PTHREAD_CANCEL_ENABLE` / `_DISABLE` and `PTHREAD_CANCEL_DEFERRED` from
+/// `<pthread.h>` (the same values on glibc, musl and the BSDs).
+#[cfg(unix)]
+mod abi {
+    use core::ffi::c_int;
+
+    pub(super) const DISABLE: c_int = 1;
+    pub(super) const DEFERRED: c_int = 0;
+
+    unsafe extern "C" {
+        pub(super) fn pthread_setcancelstate(state: c_int, old: *mut c_int) -> c_int;
+        pub(super) fn pthread_setcanceltype(kind: c_int, old: *mut c_int) -> c_int;
+    }
+}
+
+/// Cancellation disabled for as long as this lives; restored when dropped.
+pub(crate) struct Hold {
+    /// The state before, to restore.
+    #[cfg(unix)]
+    old_state: core::ffi::c_int,
+}
+
+impl Hold {
+    /// Disables cancellation on this thread.
+    pub(crate) fn new() -> Self {
+        #[cfg(unix)]
+        {
+            let mut old_state = abi::DISABLE;
+            // SAFETY: a valid state and out-pointer; disabling never acts on a
+            // pending cancel.
+            unsafe { abi::pthread_setcancelstate(abi::DISABLE, &mut old_state) };
+            Self { old_state }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+}
+
+impl Drop for Hold {
+    /// Restores the cancel state. The type is made deferred first: re-enabling an
+    /// asynchronous type with a cancel pending would act at once, here, inside
+    /// the crate's `extern "C"` frames (the trampoline's, a TLS destructor's),
+    /// which a forced unwind must not cross. A thread that was asynchronous stays
+    /// deferred: it is leaving, and a pending cancel acts at its next
+    /// cancellation point.
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if self.old_state != abi::DISABLE {
+            // SAFETY: valid type and state, null old-value pointers (allowed by
+            // glibc and POSIX); with the type deferred, enabling never acts.
+            unsafe {
+                abi::pthread_setcanceltype(abi::DEFERRED, core::ptr::null_mut());
+                abi::pthread_setcancelstate(self.old_state, core::ptr::null_mut());
+            }
+        }
+    }
+}
