@@ -61,13 +61,8 @@ impl Target {
 pub(crate) trait Outcome {
     /// `f` panicked with `payload`.
     fn panicked(&mut self, payload: Box<dyn Any + Send>);
-    /// A forced unwind (`pthread_exit`, a cancellation) ended `f` early. Only the
-    /// exit sequence catches those; elsewhere they pass on.
-    fn forced_unwind(&mut self) {}
-    /// Whether forced unwinds are caught.
-    fn catches_forced_unwinds(&self) -> bool {
-        false
-    }
+    /// A forced unwind (`pthread_exit`, a cancellation) ended `f` early.
+    fn forced_unwind(&mut self, caught: cancel::CaughtUnwind);
 }
 
 /// Drops the target's values stored before `bound`, newest first, each outside any
@@ -91,17 +86,11 @@ pub(crate) fn guarded(f: impl FnOnce(), outcome: &mut dyn Outcome) {
             f();
         }
     };
-    let result = if outcome.catches_forced_unwinds() {
-        panic::catch_unwind(AssertUnwindSafe(|| cancel::catch_forced_unwind(&mut run)))
-    } else {
-        panic::catch_unwind(AssertUnwindSafe(|| {
-            run();
-            false
-        }))
-    };
-    match result {
-        Ok(false) => {}
-        Ok(true) => outcome.forced_unwind(),
+    // Panics are caught outside the cancel buffer: a forced unwind must meet the
+    // buffer before any `catch_unwind`, which would swallow it (glibc aborts).
+    match panic::catch_unwind(AssertUnwindSafe(|| cancel::catch_forced_unwind(&mut run))) {
+        Ok(None) => {}
+        Ok(Some(caught)) => outcome.forced_unwind(caught),
         Err(payload) => outcome.panicked(payload),
     }
 }
@@ -221,12 +210,9 @@ impl Outcome for SequenceOutcome {
         report::drop_payload(payload);
     }
 
-    fn forced_unwind(&mut self) {
+    /// Ends only that handler or drop: the thread is leaving already.
+    fn forced_unwind(&mut self, _caught: cancel::CaughtUnwind) {
         self.forced_unwinds += 1;
-    }
-
-    fn catches_forced_unwinds(&self) -> bool {
-        true
     }
 }
 

@@ -443,3 +443,150 @@ fn main_thread_first_use_in_a_fini_array_function() {
         }
     }
 }
+
+// ---- pthread_exit in a drop run by reset or unload ---------------------------
+
+/// A value whose drop ends the thread with `pthread_exit(42)`.
+struct ExitsInDrop;
+
+impl Drop for ExitsInDrop {
+    fn drop(&mut self) {
+        say("exiting drop starts");
+        // SAFETY: every frame up to the raw thread's start routine is Rust.
+        unsafe { pthread_exit(42) }
+    }
+}
+
+fn thread_exiting_in_a_drop_of(clear: fn()) -> usize {
+    let thread = spawn_raw(move || {
+        hijack_tls::at_exit(|| say("hook ran"));
+        hijack_tls::set("older", support::Said("older value dropped"));
+        hijack_tls::set("exits", ExitsInDrop);
+        hijack_tls::set("newer", support::Said("newer value dropped"));
+        clear();
+        say("went on after the drop");
+        0
+    });
+    join_raw(thread)
+}
+
+#[test]
+fn pthread_exit_in_a_drop_during_reset_still_ends_the_thread() {
+    if is_child("pthread_exit_in_a_drop_during_reset_still_ends_the_thread") {
+        say(&format!("joined {}", thread_exiting_in_a_drop_of(hijack_tls::reset)));
+        return;
+    }
+    for (out, err) in run_in_both_modes("pthread_exit_in_a_drop_during_reset_still_ends_the_thread")
+    {
+        for line in [
+            "exiting drop starts",
+            "older value dropped",
+            "newer value dropped",
+            "hook ran",
+            "joined 42",
+        ] {
+            assert_eq!(count(&out, line), 1, "{line:?} once:\n{out}\n{err}");
+        }
+        assert_eq!(count(&out, "went on after the drop"), 0, "{out}");
+    }
+}
+
+#[test]
+fn pthread_exit_in_a_drop_during_unload_still_ends_the_thread() {
+    if is_child("pthread_exit_in_a_drop_during_unload_still_ends_the_thread") {
+        say(&format!("joined {}", thread_exiting_in_a_drop_of(hijack_tls::unload)));
+        return;
+    }
+    for (out, err) in
+        run_in_both_modes("pthread_exit_in_a_drop_during_unload_still_ends_the_thread")
+    {
+        for line in
+            ["exiting drop starts", "older value dropped", "newer value dropped", "joined 42"]
+        {
+            assert_eq!(count(&out, line), 1, "{line:?} once:\n{out}\n{err}");
+        }
+        // unload discards the hook unrun.
+        assert_eq!(count(&out, "hook ran"), 0, "{out}");
+        assert_eq!(count(&out, "went on after the drop"), 0, "{out}");
+    }
+}
+
+// ---- what status() says once the sequence has started ------------------------
+
+#[test]
+fn status_inside_a_hook_names_what_started_the_sequence() {
+    if is_child("status_inside_a_hook_names_what_started_the_sequence") {
+        let returns = spawn_raw(|| {
+            hijack_tls::at_exit(|| say(&format!("returned: {}", hijack_tls::status())));
+            0
+        });
+        join_raw(returns);
+        let exits = spawn_raw(|| {
+            hijack_tls::at_exit(|| say(&format!("pthread_exit: {}", hijack_tls::status())));
+            // SAFETY: every frame up to the start routine is Rust.
+            unsafe { pthread_exit(0) }
+        });
+        join_raw(exits);
+        return;
+    }
+    let hijack = cfg!(feature = "hijack") && common::HIJACK_TARGET;
+    for (index, (out, _)) in
+        run_in_both_modes("status_inside_a_hook_names_what_started_the_sequence").iter().enumerate()
+    {
+        let hijacked = hijack && index == 0;
+        let line = |prefix: &str| {
+            lines(out).find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{out}")).to_owned()
+        };
+        let returned = line("returned: ");
+        let exited = line("pthread_exit: ");
+        if hijacked {
+            assert!(
+                returned.ends_with("exit sequence started by the exit trampoline"),
+                "{returned}"
+            );
+            assert!(exited.ends_with("started by the forced-unwind cleanup buffer"), "{exited}");
+        } else {
+            assert!(returned.ends_with("the safety net (thread_local! destructor)"), "{returned}");
+            assert!(exited.ends_with("the safety net (thread_local! destructor)"), "{exited}");
+        }
+    }
+}
+
+/// Puts the original return address back in the hijacked slot, as a wrong slot
+/// choice would have left it: the trampoline cannot fire.
+#[cfg(all(target_arch = "x86_64", feature = "hijack"))]
+fn undo_the_hijack_behind_the_crates_back() -> bool {
+    match hijack_tls::status() {
+        hijack_tls::Status::Hijacked { slot, original_return, .. } => {
+            // SAFETY: `slot` is this thread's live return-address slot (the
+            // crate's own report); x86_64 stores the plain address there.
+            unsafe { (slot as *mut usize).write_volatile(original_return) };
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "hijack"))]
+#[test]
+fn a_hijack_whose_trampoline_never_runs_is_counted_and_reported() {
+    if is_child("a_hijack_whose_trampoline_never_runs_is_counted_and_reported") {
+        let thread = spawn_raw(|| {
+            hijack_tls::at_exit(|| say(&format!("hook: {}", hijack_tls::status())));
+            usize::from(undo_the_hijack_behind_the_crates_back())
+        });
+        let undone = join_raw(thread) == 1;
+        say(&format!("undone {undone}, missed {}", hijack_tls::diagnostics::missed_hijacks()));
+        return;
+    }
+    let (code, out, err) = run_child_timeout(
+        "a_hijack_whose_trampoline_never_runs_is_counted_and_reported",
+        &[],
+        TIMEOUT,
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(count(&out, "undone true, missed 1"), 1, "{out}\n{err}");
+    let hook = lines(&out).find(|l| l.starts_with("hook: ")).expect(&out);
+    assert!(hook.contains("on a hijacked thread whose trampoline never ran"), "{hook}");
+    assert!(err.contains("the trampoline never ran"), "{err}");
+}

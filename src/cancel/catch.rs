@@ -43,6 +43,7 @@ struct UnwindBuf {
 
 type SigsetjmpFn = unsafe extern "C" fn(*mut UnwindBuf, c_int) -> c_int;
 type CancelFn = unsafe extern "C" fn(*mut UnwindBuf);
+type UnwindNextFn = unsafe extern "C-unwind" fn(*mut UnwindBuf) -> !;
 
 /// The glibc functions the catch needs.
 #[derive(Clone, Copy)]
@@ -50,6 +51,34 @@ struct Api {
     sigsetjmp: SigsetjmpFn,
     register: CancelFn,
     unregister: CancelFn,
+    unwind_next: UnwindNextFn,
+}
+
+/// A forced unwind that was caught, and can be resumed ([`resume`](Self::resume)):
+/// the thread's next outer cancel buffer, as glibc recorded it in ours.
+pub(crate) struct CaughtUnwind {
+    outer: *mut c_void,
+}
+
+impl CaughtUnwind {
+    /// Goes on with the thread's exit from here, as glibc's `pthread_cleanup_push`
+    /// does after its cleanup routine: `__pthread_unwind_next` starts the forced
+    /// unwind again towards the next outer buffer (`start_thread`'s), so every
+    /// frame between the caller and it unwinds. The thread's result is the one the
+    /// `pthread_exit` (or cancellation) set.
+    ///
+    /// # Safety
+    /// Every frame between the caller and the thread's start must be Rust or
+    /// "C-unwind", as for a `pthread_exit` called here.
+    pub(crate) unsafe fn resume(self) -> ! {
+        let api = api().expect("a caught forced unwind implies glibc's cancel API");
+        let mut buf = UnwindBuf::new();
+        buf.private[0] = self.outer;
+        // SAFETY: `buf` only carries the outer buffer glibc recorded as `prev` when
+        // it registered ours, which is all `__pthread_unwind_next` reads; the
+        // caller vouches for the frames.
+        unsafe { (api.unwind_next)(&mut buf) }
+    }
 }
 
 /// Looked up once; `None` if this libc lacks one of them (not glibc).
@@ -59,6 +88,7 @@ fn api() -> Option<Api> {
         let sigsetjmp = crate::libc_symbol::find(c"__sigsetjmp")?;
         let register = crate::libc_symbol::find(c"__pthread_register_cancel")?;
         let unregister = crate::libc_symbol::find(c"__pthread_unregister_cancel")?;
+        let unwind_next = crate::libc_symbol::find(c"__pthread_unwind_next")?;
         // SAFETY: glibc's functions have exactly these C signatures (<setjmp.h>,
         // <pthread.h>; the buffer types are layout-compatible, see UnwindBuf).
         Some(unsafe {
@@ -66,6 +96,7 @@ fn api() -> Option<Api> {
                 sigsetjmp: core::mem::transmute::<*mut c_void, SigsetjmpFn>(sigsetjmp),
                 register: core::mem::transmute::<*mut c_void, CancelFn>(register),
                 unregister: core::mem::transmute::<*mut c_void, CancelFn>(unregister),
+                unwind_next: core::mem::transmute::<*mut c_void, UnwindNextFn>(unwind_next),
             }
         })
     })
@@ -82,16 +113,21 @@ unsafe extern "C-unwind" {
     ) -> c_int;
 }
 
-/// Runs `f`; returns `true` if a forced unwind ended it early (after the
+impl UnwindBuf {
+    fn new() -> Self {
+        Self { jmp_buf: [0; JMP_BUF_WORDS], mask_was_saved: 0, private: [ptr::null_mut(); 4] }
+    }
+}
+
+/// Runs `f`; returns the forced unwind that ended it early, if one did (after the
 /// cleanups of `f`'s own frames ran). Panics pass through to the caller. Without
 /// glibc's cancel-buffer API, just runs `f`.
-pub(crate) fn catch_forced_unwind(f: &mut dyn FnMut()) -> bool {
+pub(crate) fn catch_forced_unwind(f: &mut dyn FnMut()) -> Option<CaughtUnwind> {
     let Some(api) = api() else {
         f();
-        return false;
+        return None;
     };
-    let mut buf =
-        UnwindBuf { jmp_buf: [0; JMP_BUF_WORDS], mask_was_saved: 0, private: [ptr::null_mut(); 4] };
+    let mut buf = UnwindBuf::new();
     let buf = &raw mut buf;
     let mut hook: &mut dyn FnMut() = f;
     // SAFETY: `buf` is a live local, registered before the setjmp fills it and
@@ -107,7 +143,8 @@ pub(crate) fn catch_forced_unwind(f: &mut dyn FnMut()) -> bool {
     let jumped = unsafe {
         hijack_tls_call_under_setjmp(buf, api.sigsetjmp, call_hook, (&raw mut hook).cast())
     };
-    jumped != 0
+    // SAFETY: `buf` is live; glibc wrote `prev` when it registered it.
+    (jumped != 0).then(|| CaughtUnwind { outer: unsafe { (*buf).private[0] } })
 }
 
 /// Calls the hook `data` points at. Owns nothing that needs dropping: the frame

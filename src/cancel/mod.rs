@@ -9,17 +9,32 @@
 //!
 //! A forced unwind started inside a hook or drop anyway (`pthread_exit`, or a
 //! hook that re-enables cancellation) is caught by a glibc cancel buffer around
-//! that hook alone ([`catch`]): the hook ends, the sequence goes on.
+//! that hook alone (`catch.rs`): the hook ends, the sequence goes on. Drops run
+//! by `reset` and `unload` are caught the same way, and the unwind is resumed
+//! once the other values dropped, so the thread still leaves.
 
 #[cfg(glibc_cancel_catch)]
 mod catch;
 #[cfg(glibc_cancel_catch)]
-pub(crate) use catch::catch_forced_unwind;
+pub(crate) use catch::{CaughtUnwind, catch_forced_unwind};
+
+/// Elsewhere nothing is caught: `f` just runs.
+#[cfg(not(glibc_cancel_catch))]
+pub(crate) fn catch_forced_unwind(f: &mut dyn FnMut()) -> Option<CaughtUnwind> {
+    f();
+    None
+}
+
+/// Never made where nothing is caught.
+#[cfg(not(glibc_cancel_catch))]
+pub(crate) enum CaughtUnwind {}
 
 #[cfg(not(glibc_cancel_catch))]
-pub(crate) fn catch_forced_unwind(f: &mut dyn FnMut()) -> bool {
-    f();
-    false
+impl CaughtUnwind {
+    /// Cannot be called: there is no value.
+    pub(crate) unsafe fn resume(self) -> ! {
+        match self {}
+    }
 }
 
 /// `PTHREAD_CANCEL_ENABLE` / `_DISABLE` and `PTHREAD_CANCEL_DEFERRED` from
