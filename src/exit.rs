@@ -24,7 +24,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::record::{self, Record};
-use crate::status::{Destructor, ExitTrigger, Status};
+use crate::status::{Destructor, ExitTrigger};
 use crate::{cancel, report};
 
 /// Generations of handlers and values the exit sequence runs before it refuses
@@ -137,7 +137,7 @@ fn run_record(record: *mut Record, trigger: ExitTrigger) -> bool {
         }
         other => other,
     };
-    record::publish_status(Status::Exited { trigger });
+    record::publish_exit(trigger);
     if let ExitTrigger::Destructor { destructor, hijack_missed: true } = trigger {
         report_missed_hijack(id, destructor);
     }

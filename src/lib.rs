@@ -191,9 +191,7 @@ pub fn unload() {
         })
     };
     record::set_current(core::ptr::null_mut());
-    if !exiting {
-        record::publish_status(Status::Inactive);
-    }
+    record::publish_no_record();
     arming.disarm();
     if !exiting {
         // SAFETY: no longer CURRENT, emptied above, and no exit sequence owns it.

@@ -24,7 +24,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use crate::arming::Arming;
 use crate::exit::MAX_ROUNDS;
 use crate::keyed::{KeyedMap, Location, StoredKey};
-use crate::status::Status;
+use crate::status::{ExitTrigger, Status};
 use crate::typed::{Slot, Slots};
 use crate::value::{Displaced, Shared};
 
@@ -265,6 +265,9 @@ struct Local {
     /// What [`status`](crate::status) reports, published whenever it changes so a
     /// read needs no borrow (and works in a signal handler interrupting one).
     status: Cell<Status>,
+    /// What started this thread's first exit sequence, once one has: with no
+    /// record, the thread then reports [`Status::Exited`] rather than `Inactive`.
+    exit_trigger: Cell<Option<ExitTrigger>>,
     /// The value addresses in the current record's first typed slots (null: empty,
     /// or no record). Unlike the view, kept while the record is borrowed.
     mirror: [Cell<*const ()>; MIRRORED_SLOTS],
@@ -284,6 +287,7 @@ thread_local! {
             slots_len: Cell::new(0),
             id: Cell::new(0),
             status: Cell::new(Status::Inactive),
+            exit_trigger: Cell::new(None),
             mirror: [const { Cell::new(ptr::null()) }; MIRRORED_SLOTS],
         }
     };
@@ -383,6 +387,29 @@ pub(crate) fn published_status() -> Status {
 /// Publishes what [`status`](crate::status) reports from now on.
 pub(crate) fn publish_status(status: Status) {
     LOCAL.with(|local| local.status.set(status));
+}
+
+/// Publishes that an exit sequence started by `trigger` runs on this thread.
+/// The first trigger is what the thread reports whenever it has no record.
+pub(crate) fn publish_exit(trigger: ExitTrigger) {
+    LOCAL.with(|local| {
+        local.status.set(Status::Exited { trigger });
+        if local.exit_trigger.get().is_none() {
+            local.exit_trigger.set(Some(trigger));
+        }
+    });
+}
+
+/// Publishes that the thread has no record (after `unload`): `Inactive`, or
+/// `Exited` once an exit sequence has started on it.
+pub(crate) fn publish_no_record() {
+    LOCAL.with(|local| {
+        let status = match local.exit_trigger.get() {
+            Some(trigger) => Status::Exited { trigger },
+            None => Status::Inactive,
+        };
+        local.status.set(status);
+    });
 }
 
 /// Whether this thread's record is borrowed right now: only a signal handler

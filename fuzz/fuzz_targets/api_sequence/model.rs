@@ -23,10 +23,11 @@ struct Val {
     holders: usize,
 }
 
-/// A registered handler: its serial and body.
+/// A registered handler: its serial, body and generation.
 struct HandlerDesc {
     serial: u32,
     body: Vec<Op>,
+    generation: u8,
 }
 
 /// Where a value sits in a record.
@@ -46,7 +47,8 @@ struct Rec {
     handlers: Vec<HandlerDesc>,
     next_seq: u64,
     exiting: bool,
-    closed: bool,
+    /// While exiting: the generation of the handler or drop round running now.
+    running: u8,
 }
 
 impl Rec {
@@ -80,6 +82,16 @@ impl Rec {
         Some(vid)
     }
 
+    /// The generation of an item registered now, or `None` if it is refused
+    /// (past `MAX_ROUNDS` generations of the exit sequence).
+    fn new_generation(&self) -> Option<u8> {
+        if !self.exiting {
+            return Some(0);
+        }
+        let next = self.running + 1;
+        (usize::from(next) <= MAX_ROUNDS).then_some(next)
+    }
+
     fn has_work(&self) -> bool {
         !self.handlers.is_empty()
             || !self.keyed.is_empty()
@@ -100,6 +112,8 @@ pub struct Model {
     current: Option<usize>,
     stash: Vec<Option<usize>>,
     main: bool,
+    /// An exit sequence has started on the thread.
+    exit_started: bool,
     value_serials: u32,
     handler_serials: u32,
 }
@@ -200,7 +214,7 @@ impl Model {
     fn store(&mut self, loc: Loc, vid: usize) -> Option<usize> {
         let rec = self.current_or_create();
         let r = &mut self.recs[rec];
-        if r.closed {
+        if r.new_generation().is_none() {
             self.leak(vid);
             return None;
         }
@@ -310,16 +324,21 @@ impl Model {
                 let serial = self.handler_serials;
                 self.handler_serials += 1;
                 let rec = self.current_or_create();
-                // Refused past the round bound: leaked, never run nor dropped.
-                if !self.recs[rec].closed {
-                    self.recs[rec].handlers.push(HandlerDesc { serial, body: body.clone() });
+                // Refused past the generation bound: leaked, never run nor dropped.
+                if let Some(generation) = self.recs[rec].new_generation() {
+                    let body = body.clone();
+                    self.recs[rec].handlers.push(HandlerDesc { serial, body, generation });
                 }
             }
             Op::Id => {
                 let rec = self.current_or_create();
                 self.events.push(Event::Id(self.recs[rec].generation));
             }
-            Op::Status => self.events.push(Event::Active(self.current.is_some())),
+            // Once an exit sequence started, a thread without a record reports
+            // `Exited`, not `Inactive`.
+            Op::Status => {
+                self.events.push(Event::Active(self.current.is_some() || self.exit_started))
+            }
             Op::KeyNumSet { value } => {
                 let vid = self.new_val(Kind::Num(*value));
                 self.key_set(0, vid);
@@ -405,21 +424,23 @@ impl Model {
     /// The exit sequence on record `rec` (NOTES, "Exit sequence").
     fn exit(&mut self, rec: usize) {
         self.recs[rec].exiting = true;
-        for round in 1.. {
-            if round > MAX_ROUNDS {
-                self.recs[rec].closed = true;
-            }
+        self.exit_started = true;
+        // Generations: a handler runs at its own; the drops of round r at r; what
+        // either registers is one later, refused past MAX_ROUNDS (src/exit.rs).
+        for round in 0..=MAX_ROUNDS {
             while let Some(handler) = self.recs[rec].handlers.pop() {
+                self.recs[rec].running = handler.generation;
                 self.events.push(Event::HandlerRan(handler.serial));
                 self.run(&handler.body);
             }
+            self.recs[rec].running = round as u8;
             let list = self.recs[rec].below(self.recs[rec].next_seq);
             for (seq, loc) in list {
                 if let Some(vid) = self.recs[rec].detach(seq, loc) {
                     self.release(vid);
                 }
             }
-            if !self.recs[rec].has_work() || round > MAX_ROUNDS {
+            if !self.recs[rec].has_work() {
                 break;
             }
         }
