@@ -28,7 +28,10 @@ use crate::status::{Destructor, ExitTrigger};
 use crate::{cancel, report};
 
 /// Generations of handlers and values the exit sequence runs before it refuses
-/// new ones (and generations of records it runs after an `unload`).
+/// new ones, and of records it runs after an `unload` in a handler. What exists
+/// when the sequence starts is generation 0; what a handler or drop of generation
+/// `k` registers is generation `k + 1`; past this bound it is refused (leaked,
+/// not run) and counted on stderr.
 pub const MAX_ROUNDS: usize = 8;
 
 /// Hijacked threads whose exit sequence the safety net had to start, but for the

@@ -24,10 +24,24 @@
 //! Every function here may be called from inside [`with`] closures, `Drop` impls of
 //! stored values and at-exit handlers. User code never runs while the crate holds a
 //! borrow of the thread's record, so no call deadlocks or panics for re-entrancy;
-//! each function's docs give the exact outcome. The one exception: calling into the
-//! crate from a key's `Eq` impl is not supported. It panics with a message, except a
-//! typed [`Key`] read that needs no borrow (a key among the first 16 to take a slot
-//! index in the process), which returns the value.
+//! each function's docs give the exact outcome. The one exception is code that
+//! interrupts the crate while it holds that borrow: a key's `Eq` impl, or a signal
+//! handler (the crate's own exit sequence borrows the record too, so a program
+//! cannot shield every such moment). There, reads answer without a borrow: [`id`]
+//! and [`status`] as always, [`get`], [`with`] and [`Key`] reads the value or
+//! `None` (`None` for a keyed value, and for a `Key` past the first 16 to take a
+//! slot index in the process); a call that changes the record panics with a
+//! message.
+//!
+//! # Cancellation and `pthread_exit`
+//! The exit sequence runs with cancellation disabled; a cancel requested meanwhile
+//! acts after it, at the thread's next cancellation point (an asynchronous cancel
+//! type is left deferred). A `pthread_exit` (or a cancellation a hook re-enabled)
+//! inside an at-exit hook or a value's drop during the sequence ends only that
+//! hook or drop: the sequence goes on, and the value passed to `pthread_exit` is
+//! lost. Inside a drop run by [`reset`] or [`unload`], the other values still drop
+//! and then the thread's exit goes on from that call. (glibc on x86_64 and
+//! aarch64; elsewhere such an unwind is caught like a panic.)
 //!
 //! # Kill switch
 //! `HIJACK_TLS=off` (also `0`, `false`, `no`) in the environment makes every thread use
@@ -150,9 +164,13 @@ pub fn id() -> u64 {
 /// Registers `f` to run when this thread exits, last registered first, while every
 /// stored value is still readable. Creates the record.
 ///
-/// Called from a handler during exit, `f` runs in the same exit sequence. Past
-/// [`MAX_ROUNDS`] rounds of handlers registering handlers, new ones are refused
-/// (leaked, not run) and counted on stderr.
+/// Called from a handler (or a value's drop) during exit, `f` runs in the same
+/// exit sequence, one *generation* after the code that registered it. Past
+/// [`MAX_ROUNDS`] generations new handlers and values are refused (leaked, not
+/// run) and counted on stderr, so a handler that registers itself, or two copies
+/// of itself, ends. If nothing can run this thread's exit sequence any more
+/// ([`Destructor::Unarmed`], [`Destructor::TooLate`]), `f` is refused the same
+/// way and the first refusal is reported at once.
 pub fn at_exit(f: impl FnOnce() + 'static) {
     let handler: record::Handler = Box::new(f);
     record::with_current_or_create(|r| r.push_handler(handler));

@@ -534,4 +534,12 @@ mod tests {
         println!("Record: {size} bytes");
         assert!(size + 16 + 48 <= 256, "Record grew to {size} bytes");
     }
+
+    #[test]
+    fn local_state_sizes() {
+        // Static TLS per thread (NOTES, "What status() reports"): printed, and
+        // bounded so a growth is a decision.
+        println!("Local: {} bytes, Status: {} bytes", size_of::<Local>(), size_of::<Status>());
+        assert!(size_of::<Local>() <= 256, "Local grew to {} bytes", size_of::<Local>());
+    }
 }
