@@ -39,6 +39,7 @@ fn main() {
         hijack_tls::at_exit(|| {
             let greeting: Option<String> = hijack_tls::get(&"greeting");
             println!("  [thread] at-exit handler runs; stored value: {greeting:?}");
+            println!("  [thread] status in the handler: {}", hijack_tls::status());
             match NATIVE.try_with(|n| n.0.get()) {
                 Ok(v) => println!("  [thread] std thread_local! still alive in the handler: {v}"),
                 Err(_) => {
@@ -64,6 +65,10 @@ fn main() {
     go.send(()).unwrap();
     let result = thread.join().unwrap();
     println!("  joined; the thread returned {result:?}");
+    println!(
+        "  hijacked threads whose trampoline never ran (safety net instead): {}",
+        diagnostics::missed_hijacks()
+    );
     // A second thread's first use confirms the stack fields the first one located.
     std::thread::spawn(hijack_tls::id).join().unwrap();
     println!("  stack bounds of new threads from: {}", diagnostics::stack_bounds_source());
