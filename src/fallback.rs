@@ -119,7 +119,10 @@ fn set_exit_key() -> bool {
 #[cfg(target_os = "linux")]
 pub(crate) fn is_main_thread() -> bool {
     // SAFETY: gettid and getpid have no preconditions.
-    unsafe { libc::gettid() == libc::getpid() }
+    let (tid, pid) = unsafe { (libc::gettid(), libc::getpid()) };
+    // Both fail (-1) under a seccomp filter refusing them: then no thread counts
+    // as the main one (its late records use the pthread key), rather than all.
+    tid > 0 && tid == pid
 }
 
 /// Elsewhere the main thread is not told apart: its late records use the pthread key.
