@@ -19,7 +19,7 @@
 
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering, compiler_fence};
 
 use crate::arming::Arming;
 use crate::exit::MAX_ROUNDS;
@@ -264,13 +264,46 @@ struct Local {
     id: Cell<u64>,
     /// What [`status`](crate::status) reports, published whenever it changes so a
     /// read needs no borrow (and works in a signal handler interrupting one).
-    status: Cell<Status>,
+    status: PublishedStatus,
     /// What started this thread's first exit sequence, once one has: with no
     /// record, the thread then reports [`Status::Exited`] rather than `Inactive`.
     exit_trigger: Cell<Option<ExitTrigger>>,
     /// The value addresses in the current record's first typed slots (null: empty,
     /// or no record). Unlike the view, kept while the record is borrowed.
     mirror: [Cell<*const ()>; MIRRORED_SLOTS],
+}
+
+/// A [`Status`] written by this thread and read by it at any moment, a signal
+/// handler that interrupts the write included: two copies and the index of the
+/// complete one. A write fills the other copy, then flips the index (one byte,
+/// which a signal cannot tear), so a read never sees half of each.
+struct PublishedStatus {
+    copies: [Cell<Status>; 2],
+    complete: Cell<u8>,
+}
+
+impl PublishedStatus {
+    const fn new() -> Self {
+        Self {
+            copies: [Cell::new(Status::Inactive), Cell::new(Status::Inactive)],
+            complete: Cell::new(0),
+        }
+    }
+
+    fn get(&self) -> Status {
+        let index = usize::from(self.complete.get());
+        // The copy is read after the index: a handler sees the one it names whole.
+        compiler_fence(Ordering::Acquire);
+        self.copies[index].get()
+    }
+
+    fn set(&self, status: Status) {
+        let other = 1 - self.complete.get();
+        self.copies[usize::from(other)].set(status);
+        // The copy is complete before the index names it.
+        compiler_fence(Ordering::Release);
+        self.complete.set(other);
+    }
 }
 
 /// Typed slots whose value addresses [`Local`] mirrors: keys with a lower index
@@ -286,7 +319,7 @@ thread_local! {
             slots: Cell::new(ptr::null()),
             slots_len: Cell::new(0),
             id: Cell::new(0),
-            status: Cell::new(Status::Inactive),
+            status: PublishedStatus::new(),
             exit_trigger: Cell::new(None),
             mirror: [const { Cell::new(ptr::null()) }; MIRRORED_SLOTS],
         }
