@@ -140,6 +140,10 @@ pub(crate) enum WalkError {
     },
     /// The slot does not hold the return address the walk computed.
     SlotMismatch,
+    /// This is a fork child whose parent may have had another thread inside
+    /// `dl_iterate_phdr` (whose lock `fork` does not reset), and this glibc has no
+    /// lock-free `_dl_find_object` (before 2.35) to find objects without it.
+    LoaderLockAfterFork,
 }
 
 /// The kind of a CFI rule, for error messages.
@@ -263,6 +267,11 @@ impl fmt::Display for WalkError {
             Self::SlotMismatch => {
                 f.write_str("the return-address slot does not hold the unwound return address")
             }
+            Self::LoaderLockAfterFork => f.write_str(
+                "forked from a multi-threaded parent: dl_iterate_phdr's lock may be held \
+                 forever (fork does not reset it), and glibc < 2.35 has no lock-free \
+                 _dl_find_object",
+            ),
         }
     }
 }

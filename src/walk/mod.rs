@@ -8,6 +8,7 @@
 //! [`Objects`]. Both are traits so the walk is tested on fake stacks with
 //! synthetic CFI.
 
+mod after_fork;
 mod cache;
 mod error;
 mod expr;

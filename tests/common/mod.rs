@@ -112,3 +112,50 @@ pub fn run_child(case: &str, env: &[(&str, &str)]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// [`run_child`] bounded by `timeout`: returns (exit code, stdout, stderr), the code
+/// `None` when the child was killed on timeout (or ended by a signal). The child
+/// leads a process group of its own, and a timeout kills the whole group, so a
+/// hung grandchild (a `fork` child) cannot keep the output pipes open.
+pub fn run_child_timeout(
+    case: &str,
+    env: &[(&str, &str)],
+    timeout: std::time::Duration,
+) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let mut command = rerun_self();
+    command.args([case, "--exact", "--nocapture", "--test-threads=1"]);
+    command.env("HIJACK_TLS_TEST_CHILD", case);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let mut child = command.spawn().unwrap();
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let deadline = std::time::Instant::now() + timeout;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: signals the process group this function created.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    (code, stdout.join().unwrap(), stderr.join().unwrap())
+}
