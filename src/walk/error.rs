@@ -48,6 +48,12 @@ pub(crate) enum WalkError {
         /// The address looked up.
         pc: u64,
     },
+    /// The object's program headers could not be read from memory: no valid ELF
+    /// header with its program headers at the start of its mapping.
+    BadProgramHeaders {
+        /// The address looked up.
+        pc: u64,
+    },
     /// The search table points outside `.eh_frame`.
     BadSearchTable {
         /// The address looked up.
@@ -220,6 +226,11 @@ impl fmt::Display for WalkError {
             Self::EhFrameOutside { pc } => write!(
                 f,
                 "the .eh_frame of the object containing pc {pc:#x} is outside its mapping"
+            ),
+            Self::BadProgramHeaders { pc } => write!(
+                f,
+                "the object containing pc {pc:#x} has no valid ELF and program headers at the \
+                 start of its mapping"
             ),
             Self::BadSearchTable { pc } => {
                 write!(f, "the .eh_frame_hdr search table for pc {pc:#x} points outside .eh_frame")

@@ -17,6 +17,7 @@ mod fake;
 mod find_object;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz;
+mod headers;
 mod loaded;
 mod mapped;
 mod memory;
@@ -26,6 +27,7 @@ mod recipe;
 mod recipe_cache;
 mod row;
 mod rules;
+mod segments;
 mod step;
 mod storage;
 mod target;
