@@ -48,6 +48,12 @@ pub(crate) enum WalkError {
         /// The address looked up.
         pc: u64,
     },
+    /// The object's program headers could not be read from memory: no valid ELF
+    /// header with its program headers at the start of its mapping.
+    BadProgramHeaders {
+        /// The address looked up.
+        pc: u64,
+    },
     /// The search table points outside `.eh_frame`.
     BadSearchTable {
         /// The address looked up.
@@ -140,6 +146,10 @@ pub(crate) enum WalkError {
     },
     /// The slot does not hold the return address the walk computed.
     SlotMismatch,
+    /// This is a fork child whose parent may have had another thread inside
+    /// `dl_iterate_phdr` (whose lock `fork` does not reset), and this glibc has no
+    /// lock-free `_dl_find_object` (before 2.35) to find objects without it.
+    LoaderLockAfterFork,
 }
 
 /// The kind of a CFI rule, for error messages.
@@ -217,6 +227,11 @@ impl fmt::Display for WalkError {
                 f,
                 "the .eh_frame of the object containing pc {pc:#x} is outside its mapping"
             ),
+            Self::BadProgramHeaders { pc } => write!(
+                f,
+                "the object containing pc {pc:#x} has no valid ELF and program headers at the \
+                 start of its mapping"
+            ),
             Self::BadSearchTable { pc } => {
                 write!(f, "the .eh_frame_hdr search table for pc {pc:#x} points outside .eh_frame")
             }
@@ -263,6 +278,11 @@ impl fmt::Display for WalkError {
             Self::SlotMismatch => {
                 f.write_str("the return-address slot does not hold the unwound return address")
             }
+            Self::LoaderLockAfterFork => f.write_str(
+                "forked from a multi-threaded parent: dl_iterate_phdr's lock may be held \
+                 forever (fork does not reset it), and glibc < 2.35 has no lock-free \
+                 _dl_find_object",
+            ),
         }
     }
 }

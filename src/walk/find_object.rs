@@ -3,6 +3,7 @@
 //! async-signal-safe; libgcc's unwinder uses it the same way.
 
 use super::WalkError;
+use super::headers;
 use super::mapped::Mapped;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -81,8 +82,23 @@ pub(super) fn find(find: FindObjectFn, pc: u64) -> Result<Mapped, WalkError> {
     }
     let start = dlfo.dlfo_map_start as u64;
     let end = dlfo.dlfo_map_end as u64;
-    // SAFETY: glibc reports the object's whole mapping `[map_start, map_end)` and
-    // its `PT_GNU_EH_FRAME` inside it; the object stays loaded while it has
-    // frames on this stack. `Mapped::new` checks the header lies in the range.
-    unsafe { Mapped::new(pc, start, start, dlfo.dlfo_eh_frame as u64, end) }
+    // `_dl_find_object` reports the whole span of a shared object, holes between
+    // its segments included (elf/dl-find_object.c), and no program headers: they
+    // come from memory, and bound every slice to readable segments.
+    let segments = match headers::main_program().filter(|main| main.contains(pc)) {
+        Some(main) => main,
+        None if dlfo.dlfo_link_map.is_null() => return Err(WalkError::BadProgramHeaders { pc }),
+        None => {
+            // SAFETY: `dlfo_link_map` is the object's `struct link_map`, whose first
+            // member is the public `ElfW(Addr) l_addr` (<link.h>), its load bias.
+            let bias = unsafe { dlfo.dlfo_link_map.cast::<u64>().read() };
+            // SAFETY: glibc reports `[map_start, map_end)` of a loaded object, which
+            // stays loaded while it has frames on this stack; `map_start` is its
+            // `l_map_start`, where its first segment is mapped.
+            unsafe { headers::shared_object(pc, start, bias)? }
+        }
+    };
+    // SAFETY: the segments are the object's loaded `PT_LOAD`s, read from the
+    // headers the loader mapped them by; readable ones are mapped `PROT_READ`.
+    unsafe { Mapped::new(pc, (start, end), &segments, dlfo.dlfo_eh_frame as u64) }
 }

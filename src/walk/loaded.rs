@@ -1,6 +1,11 @@
 //! The real [`Objects`]: the loaded objects of this process, found with glibc's
 //! `_dl_find_object`, or `dl_iterate_phdr` where that is missing.
+//!
+//! In a fork child whose loader write lock may be held (`after_fork`), nothing
+//! here calls `dl_iterate_phdr`: objects are found with `_dl_find_object` only,
+//! and there is no load generation, so the walk uses no recipe.
 
+use super::after_fork;
 use super::find_object::{self, FindObjectFn};
 use super::mapped::Mapped;
 use super::{ObjectInfo, Objects, WalkError, phdr};
@@ -19,6 +24,11 @@ impl Strategy {
     /// `_dl_find_object` if this glibc has it, else `dl_iterate_phdr`.
     pub(crate) fn best() -> Self {
         find_object::resolve().map_or(Strategy::IteratePhdr, Strategy::FindObject)
+    }
+
+    /// Whether lookups take no lock (so they are safe in any fork child).
+    fn is_lock_free(self) -> bool {
+        matches!(self, Strategy::FindObject(_))
     }
 
     /// The object containing `pc`.
@@ -48,6 +58,9 @@ pub(crate) struct LoadedObjects {
     libc: u64,
     /// The last object found; `find` hands out slices borrowed from it.
     last: Option<Mapped>,
+    /// Whether `dl_iterate_phdr` may wait forever here (a fork child whose parent
+    /// may have had another thread inside it): it is then never called.
+    loader_lock_may_be_held: bool,
 }
 
 impl LoadedObjects {
@@ -60,8 +73,15 @@ impl LoadedObjects {
 
     /// A lookup with the given strategy.
     pub(crate) fn with_strategy(strategy: Strategy) -> Self {
+        Self::in_process_state(strategy, after_fork::loader_lock_may_be_held())
+    }
+
+    /// A lookup with the given strategy, told whether `dl_iterate_phdr` may wait
+    /// forever in this process (tests pass it; the walk reads `after_fork`).
+    pub(crate) fn in_process_state(strategy: Strategy, loader_lock_may_be_held: bool) -> Self {
         let mut libc = LIBC_ID.load(Ordering::Relaxed);
-        if libc == LIBC_UNKNOWN {
+        let lookup_allowed = !loader_lock_may_be_held || strategy.is_lock_free();
+        if libc == LIBC_UNKNOWN && lookup_allowed {
             // libc is the object holding `pthread_create` (glibc 2.34+ merged
             // libpthread into libc). In a PIE or shared object the function's
             // address comes from the GOT, so it is libc's own, not a PLT stub.
@@ -69,7 +89,7 @@ impl LoadedObjects {
             libc = strategy.find(marker).map_or(LIBC_NOT_FOUND, |m| m.id());
             LIBC_ID.store(libc, Ordering::Relaxed);
         }
-        LoadedObjects { strategy, libc, last: None }
+        LoadedObjects { strategy, libc, last: None, loader_lock_may_be_held }
     }
 }
 
@@ -80,7 +100,10 @@ impl Objects for LoadedObjects {
     /// frames on this stack). Not with `dl_iterate_phdr`, whose range may span
     /// unmapped gaps between segments where another mapping can sit.
     fn find(&mut self, pc: u64) -> Result<ObjectInfo<'_>, WalkError> {
-        let reuse = matches!(self.strategy, Strategy::FindObject(_));
+        let reuse = self.strategy.is_lock_free();
+        if self.loader_lock_may_be_held && !reuse {
+            return Err(WalkError::LoaderLockAfterFork);
+        }
         let mapped = match self.last {
             Some(last) if reuse && last.covers(pc) => last,
             _ => self.strategy.find(pc)?,
@@ -89,8 +112,13 @@ impl Objects for LoadedObjects {
         Ok(mapped.info(mapped.id() == self.libc))
     }
 
-    /// glibc's counts of loads and unloads, whatever the lookup strategy.
+    /// glibc's counts of loads and unloads, whatever the lookup strategy; none
+    /// where reading them could wait forever (no other lock-free source of them
+    /// exists: `_dl_find_object`'s own version counter is private to ld.so).
     fn load_generation(&mut self) -> Option<u128> {
+        if self.loader_lock_may_be_held {
+            return None;
+        }
         phdr::load_counts()
     }
 }

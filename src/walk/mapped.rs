@@ -1,63 +1,69 @@
 //! An object's unwind tables as found by the loader: raw addresses, turned into
-//! checked byte slices for gimli.
+//! byte slices for gimli, each bounded to the readable segments that contain its
+//! start (`segments.rs`), so no table entry can lead the walk into a hole.
 
+use super::segments::Segments;
 use super::{ObjectInfo, WalkError};
 use crate::arch;
 use gimli::{BaseAddresses, EhFrameHdr, NativeEndian};
 
-/// A loaded object's `.eh_frame_hdr` and the readable range around it.
+/// A loaded object's `.eh_frame_hdr` and `.eh_frame`, with the end of the
+/// readable memory each starts in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Mapped {
     /// Lowest mapped address of the object.
     start: u64,
+    /// End of the range the object was found with (see [`covers`](Self::covers)).
+    found_end: u64,
     /// `.eh_frame_hdr`'s address.
     eh_frame_hdr: u64,
+    /// End of the readable run holding `.eh_frame_hdr`.
+    eh_frame_hdr_end: u64,
     /// `.eh_frame`'s address, from the header's `eh_frame_ptr`.
     eh_frame: u64,
-    /// End of the readable range holding both sections.
-    end: u64,
+    /// End of the readable run holding `.eh_frame`.
+    eh_frame_end: u64,
 }
 
 impl Mapped {
-    /// Checks and records an object whose `.eh_frame_hdr` is at `hdr`, inside the
-    /// readable range `[lo, end)`. `.eh_frame` must be in the same range (as every
-    /// linker lays it out: both in the read-only data segment). `pc` is only for
+    /// Checks and records an object whose `.eh_frame_hdr` is at `hdr`, found as
+    /// `[start, found_end)`, with the loaded `segments`. Each section's slice runs
+    /// to the end of the readable segments containing its start; a header or an
+    /// `eh_frame_ptr` outside every readable segment is an error. `pc` is only for
     /// error messages.
     ///
     /// # Safety
-    /// `[lo, end)` must be readable memory of a loaded object that stays loaded and
-    /// unchanged while the returned value (and slices made from it) is in use.
+    /// The readable segments of `segments` must be readable memory of a loaded
+    /// object that stays loaded and unchanged while the returned value (and slices
+    /// made from it) is in use.
     pub(super) unsafe fn new(
         pc: u64,
-        start: u64,
-        lo: u64,
+        (start, found_end): (u64, u64),
+        segments: &Segments,
         hdr: u64,
-        end: u64,
     ) -> Result<Self, WalkError> {
-        if !(lo <= hdr && hdr < end) {
-            return Err(WalkError::NoEhFrameHdr { pc });
-        }
-        // SAFETY: `[hdr, end)` is inside `[lo, end)`, readable per the contract.
-        let bytes = unsafe { slice(hdr, end) };
+        let (_, eh_frame_hdr_end) =
+            segments.readable_run(hdr).ok_or(WalkError::NoEhFrameHdr { pc })?;
+        // SAFETY: `[hdr, eh_frame_hdr_end)` is readable per the contract.
+        let bytes = unsafe { slice(hdr, eh_frame_hdr_end) };
         let eh_frame =
             eh_frame_address(bytes, hdr).map_err(|error| WalkError::BadCfi { pc, error })?;
-        if !(lo <= eh_frame && eh_frame < end) {
-            return Err(WalkError::EhFrameOutside { pc });
-        }
-        Ok(Mapped { start, eh_frame_hdr: hdr, eh_frame, end })
+        let (_, eh_frame_end) =
+            segments.readable_run(eh_frame).ok_or(WalkError::EhFrameOutside { pc })?;
+        Ok(Mapped { start, found_end, eh_frame_hdr: hdr, eh_frame_hdr_end, eh_frame, eh_frame_end })
     }
 
-    /// The slices gimli reads. They run to the end of the readable range, since
-    /// neither section's length is recorded in memory.
+    /// The slices gimli reads. Each runs to the end of the readable memory holding
+    /// its start, since neither section's length is recorded in memory.
     pub(super) fn info(&self, is_libc: bool) -> ObjectInfo<'_> {
         ObjectInfo {
             start: self.start,
-            // SAFETY: `new` checked both addresses lie in the readable range
-            // `[lo, end)` its caller vouched for.
-            eh_frame_hdr: unsafe { slice(self.eh_frame_hdr, self.end) },
+            // SAFETY: `new` found both runs among the readable segments its caller
+            // vouched for.
+            eh_frame_hdr: unsafe { slice(self.eh_frame_hdr, self.eh_frame_hdr_end) },
             eh_frame_hdr_addr: self.eh_frame_hdr,
             // SAFETY: as above.
-            eh_frame: unsafe { slice(self.eh_frame, self.end) },
+            eh_frame: unsafe { slice(self.eh_frame, self.eh_frame_end) },
             eh_frame_addr: self.eh_frame,
             is_libc,
         }
@@ -66,7 +72,7 @@ impl Mapped {
     /// Whether `pc` lies in the range this object was found with. For
     /// `_dl_find_object`'s whole-mapping range that makes `pc` this object's.
     pub(super) fn covers(&self, pc: u64) -> bool {
-        self.start <= pc && pc < self.end
+        self.start <= pc && pc < self.found_end
     }
 
     /// Identity of the object: its `.eh_frame_hdr` address.
@@ -117,6 +123,46 @@ mod tests {
             .parse(&bases, arch::ADDRESS_SIZE)?
             .eh_frame_ptr()
             .direct()
+    }
+
+    /// Segments made of one readable `PT_LOAD` exactly covering `bytes`.
+    fn one_segment(bytes: &[u8]) -> Segments {
+        let header = libc::Elf64_Phdr {
+            p_type: libc::PT_LOAD,
+            p_flags: libc::PF_R,
+            p_offset: 0,
+            p_vaddr: bytes.as_ptr() as u64,
+            p_paddr: 0,
+            p_filesz: bytes.len() as u64,
+            p_memsz: bytes.len() as u64,
+            p_align: 1,
+        };
+        Segments::from_headers(0, &[header])
+    }
+
+    #[test]
+    fn slices_end_with_the_readable_segment_and_pointers_outside_are_refused() {
+        // A usual header whose eh_frame_ptr points 16 bytes past itself, then room.
+        let mut bytes = USUAL_HEADER.to_vec();
+        bytes.extend_from_slice(&16_i32.to_le_bytes());
+        bytes.extend_from_slice(&0_u32.to_le_bytes());
+        bytes.resize(64, 0);
+        let hdr = bytes.as_ptr() as u64;
+        let segments = one_segment(&bytes);
+        // SAFETY: the one readable segment is `bytes`, alive for the test.
+        let mapped = unsafe { Mapped::new(1, (hdr, hdr + 64), &segments, hdr) }.unwrap();
+        let info = mapped.info(false);
+        assert_eq!(info.eh_frame_hdr.len(), 64);
+        assert_eq!((info.eh_frame_addr, info.eh_frame.len()), (hdr + 4 + 16, 64 - 20));
+        // eh_frame_ptr past the segment (into what may be a hole): refused.
+        bytes[4..8].copy_from_slice(&64_i32.to_le_bytes());
+        // SAFETY: as above.
+        let outside = unsafe { Mapped::new(1, (hdr, hdr + 0x1000), &segments, hdr) };
+        assert_eq!(outside, Err(WalkError::EhFrameOutside { pc: 1 }));
+        // A header address outside every readable segment: refused, not read.
+        // SAFETY: as above; the address is never read.
+        let no_header = unsafe { Mapped::new(1, (hdr, hdr + 0x1000), &segments, hdr + 64) };
+        assert_eq!(no_header, Err(WalkError::NoEhFrameHdr { pc: 1 }));
     }
 
     #[test]

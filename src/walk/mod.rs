@@ -8,6 +8,7 @@
 //! [`Objects`]. Both are traits so the walk is tested on fake stacks with
 //! synthetic CFI.
 
+mod after_fork;
 mod cache;
 mod error;
 mod expr;
@@ -16,6 +17,7 @@ mod fake;
 mod find_object;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz;
+mod headers;
 mod loaded;
 mod mapped;
 mod memory;
@@ -25,6 +27,7 @@ mod recipe;
 mod recipe_cache;
 mod row;
 mod rules;
+mod segments;
 mod step;
 mod storage;
 mod target;

@@ -5,8 +5,9 @@
 
 use super::WalkError;
 use super::mapped::Mapped;
+use super::segments::Segments;
 use core::ffi::{c_int, c_void};
-use libc::{Elf64_Phdr, PF_R, PT_GNU_EH_FRAME, PT_LOAD, dl_phdr_info};
+use libc::dl_phdr_info;
 
 /// The search state passed through `dl_iterate_phdr`.
 struct Search {
@@ -66,12 +67,6 @@ unsafe extern "C" fn count_callback(
     1
 }
 
-/// `[start, end)` of a segment once loaded with `bias`.
-fn segment(bias: u64, phdr: &Elf64_Phdr) -> (u64, u64) {
-    let start = bias.wrapping_add(phdr.p_vaddr);
-    (start, start.wrapping_add(phdr.p_memsz))
-}
-
 /// Examines one object; stops the iteration (returns 1) at the one holding the pc.
 ///
 /// # Safety
@@ -87,29 +82,18 @@ unsafe extern "C" fn callback(info: *mut dl_phdr_info, _size: usize, data: *mut 
     // stay valid during the callback.
     let phdrs =
         unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
-    let bias = info.dlpi_addr;
-    let loads = || phdrs.iter().filter(|p| p.p_type == PT_LOAD).map(|p| segment(bias, p));
-    if !loads().any(|(lo, hi)| lo <= search.pc && search.pc < hi) {
+    let segments = Segments::from_headers(info.dlpi_addr, phdrs);
+    let pc = search.pc;
+    if !segments.contains(pc) {
         return 0;
     }
-    let pc = search.pc;
-    let start = loads().map(|(lo, _)| lo).min().unwrap_or(0);
-    let hdr =
-        phdrs.iter().find(|p| p.p_type == PT_GNU_EH_FRAME).map(|p| bias.wrapping_add(p.p_vaddr));
-    search.found = Some(match hdr {
+    let found = segments.extent().unwrap_or((0, 0));
+    search.found = Some(match segments.eh_frame_hdr() {
         None => Err(WalkError::NoEhFrameHdr { pc }),
-        Some(hdr) => match phdrs
-            .iter()
-            .filter(|p| p.p_type == PT_LOAD && p.p_flags & PF_R != 0)
-            .map(|p| segment(bias, p))
-            .find(|&(lo, hi)| lo <= hdr && hdr < hi)
-        {
-            None => Err(WalkError::NoEhFrameHdr { pc }),
-            // SAFETY: a loaded object's readable `PT_LOAD` segment is mapped for
-            // its whole `p_memsz` (past `p_filesz` it is zero-filled), and the
-            // object stays loaded while it has frames on this stack.
-            Some((lo, hi)) => unsafe { Mapped::new(pc, start, lo, hdr, hi) },
-        },
+        // SAFETY: a loaded object's readable `PT_LOAD` segment is mapped readable
+        // for its whole `p_memsz` (past `p_filesz` it is zero-filled), and the
+        // object stays loaded while it has frames on this stack.
+        Some(hdr) => unsafe { Mapped::new(pc, found, &segments, hdr) },
     });
     1
 }

@@ -5,6 +5,7 @@ use super::fake;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+mod after_fork;
 mod cfi;
 mod constructor;
 #[cfg(feature = "fuzzing")]

@@ -6,10 +6,8 @@ pub mod tls_probe;
 #[path = "../fixtures/unwinding.rs"]
 pub mod unwinding;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// Whether the target is one the hijack supports.
 pub const HIJACK_TARGET: bool = cfg!(all(
@@ -115,46 +113,49 @@ pub fn run_child(case: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
-/// Like [`run_child`], but kills the child after `timeout`: returns its exit code
-/// (`None` if it was killed by the timeout or a signal), stdout and stderr. A hang
-/// becomes a failure the test reports instead of a hung test run.
+/// [`run_child`] bounded by `timeout`: returns (exit code, stdout, stderr), the code
+/// `None` when the child was killed on timeout (or ended by a signal). The child
+/// leads a process group of its own, and a timeout kills the whole group, so a
+/// hung grandchild (a `fork` child) cannot keep the output pipes open.
 pub fn run_child_timeout(
     case: &str,
     env: &[(&str, &str)],
-    timeout: Duration,
+    timeout: std::time::Duration,
 ) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
     let mut command = rerun_self();
     command.args([case, "--exact", "--nocapture", "--test-threads=1"]);
     command.env("HIJACK_TLS_TEST_CHILD", case);
     for (name, value) in env {
         command.env(name, value);
     }
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child = command.spawn().unwrap();
-    // Drain both pipes on threads of their own, so a chatty child cannot block.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + timeout;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let deadline = std::time::Instant::now() + timeout;
     let code = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status.code();
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
+        if std::time::Instant::now() > deadline {
+            // SAFETY: signals the process group this function created.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.wait();
             break None;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(std::time::Duration::from_millis(10));
     };
-    (code, out.join().unwrap(), err.join().unwrap())
+    (code, stdout.join().unwrap(), stderr.join().unwrap())
 }
