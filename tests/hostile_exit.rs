@@ -318,15 +318,30 @@ static KEYS: [Key<u64>; 24] = [const { Key::new() }; 24];
 
 static HANDLER_READS: AtomicUsize = AtomicUsize::new(0);
 
+/// Set while the target thread has a record, so the handler's `id()` never
+/// creates one: that allocates, and a handler interrupting `free` in the thread's
+/// teardown would deadlock in malloc, crate or not.
+static RECORD_ALIVE: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn read_everything(_signal: libc::c_int) {
-    let id = hijack_tls::id();
-    assert_ne!(id, 0);
+    if RECORD_ALIVE.load(Ordering::SeqCst) {
+        assert_ne!(hijack_tls::id(), 0);
+    }
     for key in &KEYS {
         std::hint::black_box(key.get());
     }
     std::hint::black_box(hijack_tls::get::<_, u64>(&"keyed"));
     std::hint::black_box(hijack_tls::status());
     HANDLER_READS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Stored first, so it drops last: the record is gone right after.
+struct LastToDrop;
+
+impl Drop for LastToDrop {
+    fn drop(&mut self) {
+        RECORD_ALIVE.store(false, Ordering::SeqCst);
+    }
 }
 
 /// A value whose drop takes a while, so signals land inside the sequence.
@@ -354,6 +369,8 @@ fn signal_handlers_read_during_the_exit_sequence() {
             static DONE: AtomicBool = AtomicBool::new(false);
             DONE.store(false, Ordering::SeqCst);
             let target = spawn_raw(|| {
+                hijack_tls::set("last", LastToDrop);
+                RECORD_ALIVE.store(true, Ordering::SeqCst);
                 for (value, key) in KEYS.iter().enumerate() {
                     key.set(value as u64);
                 }

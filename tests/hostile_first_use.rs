@@ -204,6 +204,36 @@ fn refused_system_calls_leave_every_hook_running_once() {
 
 static STORM_KEYS: [Key<u64>; 20] = [const { Key::new() }; 20];
 
+fn spin() {
+    for _ in 0..2000 {
+        std::hint::black_box(0);
+    }
+}
+
+/// `signal` blocked on this thread until dropped.
+struct BlockedSignal(libc::sigset_t);
+
+impl BlockedSignal {
+    fn new(signal: libc::c_int) -> Self {
+        // SAFETY: a zeroed sigset_t is a valid argument to sigemptyset; the
+        // calls only touch these local sets and this thread's mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signal);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Self(set)
+        }
+    }
+}
+
+impl Drop for BlockedSignal {
+    fn drop(&mut self) {
+        // SAFETY: unblocks the set this value blocked, on the same thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
 /// Reads, and makes the thread's first use if this is it.
 extern "C" fn first_use_in_handler(_signal: libc::c_int) {
     std::hint::black_box(hijack_tls::id());
@@ -228,11 +258,16 @@ fn signal_storms_over_first_uses_run_every_hook_once() {
         for _ in 0..THREADS {
             static STOP: AtomicBool = AtomicBool::new(false);
             STOP.store(false, Ordering::SeqCst);
+            static QUIET: AtomicBool = AtomicBool::new(false);
+            QUIET.store(false, Ordering::SeqCst);
             let target = spawn_raw(|| {
-                // Spin so the storm lands both before and during the first use.
-                for _ in 0..2000 {
-                    std::hint::black_box(0);
-                }
+                // The storm lands in these spins: the handler's id() is then
+                // the thread's first use, or a read.
+                spin();
+                // As a careful program does, the thread blocks the signal around
+                // its own calls into the crate (they allocate) and before it
+                // leaves (its teardown frees, and the handler may allocate).
+                let blocked = BlockedSignal::new(libc::SIGUSR2);
                 for (value, key) in STORM_KEYS.iter().enumerate() {
                     key.set(value as u64);
                 }
@@ -242,10 +277,14 @@ fn signal_storms_over_first_uses_run_every_hook_once() {
                 if matches!(hijack_tls::status(), Status::Hijacked { .. }) {
                     HIJACKED.fetch_add(1, Ordering::SeqCst);
                 }
+                drop(blocked);
+                spin();
+                std::mem::forget(BlockedSignal::new(libc::SIGUSR2));
+                QUIET.store(true, Ordering::SeqCst);
                 0
             });
             let storm = std::thread::spawn(move || {
-                while !STOP.load(Ordering::SeqCst) {
+                while !STOP.load(Ordering::SeqCst) && !QUIET.load(Ordering::SeqCst) {
                     // SAFETY: the target is joined only after this thread stops.
                     if unsafe { libc::pthread_kill(target, libc::SIGUSR2) } != 0 {
                         break;
