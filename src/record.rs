@@ -527,6 +527,7 @@ pub(crate) fn with_current_or_create<R>(f: impl FnOnce(&mut Record) -> R) -> R {
 #[cold]
 #[inline(never)]
 fn create() -> *mut Record {
+    let deferral = crate::cancel::Deferral::new();
     let record = Box::into_raw(Box::new(Record {
         id: next_id(),
         keyed: KeyedMap::new(),
@@ -543,6 +544,8 @@ fn create() -> *mut Record {
     publish_status(arming.status());
     // SAFETY: just created and installed; no user code ran since.
     unsafe { borrow(record, |r| r.arming = arming) };
+    // The record is complete and armed: a cancel deferred meanwhile may act now.
+    deferral.end();
     record
 }
 

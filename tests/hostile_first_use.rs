@@ -313,3 +313,65 @@ fn signal_storms_over_first_uses_run_every_hook_once() {
         }
     }
 }
+
+// ---- asynchronous cancellation landing in a first use ------------------------
+
+/// `PTHREAD_CANCEL_ASYNCHRONOUS` / `_DEFERRED` from `<pthread.h>`.
+const ASYNCHRONOUS: libc::c_int = 1;
+const DEFERRED: libc::c_int = 0;
+
+unsafe extern "C" {
+    fn pthread_setcanceltype(kind: libc::c_int, old: *mut libc::c_int) -> libc::c_int;
+}
+
+#[test]
+fn asynchronous_cancels_during_first_uses_leave_the_process_working() {
+    if is_child("asynchronous_cancels_during_first_uses_leave_the_process_working") {
+        static FIRST_USES: AtomicUsize = AtomicUsize::new(0);
+        static HOOKS: AtomicUsize = AtomicUsize::new(0);
+        for round in 0..150_u32 {
+            let thread = spawn_raw(|| {
+                // SAFETY: the only call made while asynchronous is the crate's
+                // first use, which defers cancellation itself.
+                unsafe { pthread_setcanceltype(ASYNCHRONOUS, std::ptr::null_mut()) };
+                std::hint::black_box(hijack_tls::id());
+                // SAFETY: back to deferred before anything that allocates.
+                unsafe { pthread_setcanceltype(DEFERRED, std::ptr::null_mut()) };
+                FIRST_USES.fetch_add(1, Ordering::SeqCst);
+                hijack_tls::at_exit(|| {
+                    HOOKS.fetch_add(1, Ordering::SeqCst);
+                });
+                loop {
+                    // SAFETY: a cancellation point.
+                    unsafe { libc::usleep(100) };
+                }
+            });
+            // Lands before, inside or after the first use.
+            std::thread::sleep(Duration::from_micros(u64::from(round % 50) * 4));
+            // SAFETY: the thread is joined right after, so its handle is valid.
+            unsafe { libc::pthread_cancel(thread) };
+            join_raw(thread);
+        }
+        // Nothing was left held: fresh threads still make their first use.
+        for _ in 0..20 {
+            join_raw(spawn_raw(|| {
+                hijack_tls::at_exit(|| say("later hook ran"));
+                0
+            }));
+        }
+        say(&format!(
+            "first uses {}, hooks {}",
+            FIRST_USES.load(Ordering::SeqCst),
+            HOOKS.load(Ordering::SeqCst)
+        ));
+        return;
+    }
+    for env in [&[][..], &[("HIJACK_TLS", "off")][..]] {
+        let out = run("asynchronous_cancels_during_first_uses_leave_the_process_working", env);
+        assert_eq!(lines(&out).filter(|l| *l == "later hook ran").count(), 20, "{out}");
+        let line = lines(&out).find(|l| l.starts_with("first uses ")).expect(&out);
+        let numbers: Vec<usize> =
+            line.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+        assert_eq!(numbers[0], numbers[1], "every hook registered ran once: {line}");
+    }
+}

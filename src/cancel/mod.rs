@@ -46,7 +46,10 @@ mod abi {
     pub(super) const DISABLE: c_int = 1;
     pub(super) const DEFERRED: c_int = 0;
 
-    unsafe extern "C" {
+    // "C-unwind": enabling cancellation with an asynchronous type and a cancel
+    // pending starts the forced unwind inside the call (glibc's
+    // `pthread_setcancelstate` calls `__do_cancel`); `Deferral::end` allows that.
+    unsafe extern "C-unwind" {
         pub(super) fn pthread_setcancelstate(state: c_int, old: *mut c_int) -> c_int;
         pub(super) fn pthread_setcanceltype(kind: c_int, old: *mut c_int) -> c_int;
     }
@@ -91,6 +94,44 @@ impl Drop for Hold {
                 abi::pthread_setcanceltype(abi::DEFERRED, core::ptr::null_mut());
                 abi::pthread_setcancelstate(self.old_state, core::ptr::null_mut());
             }
+        }
+    }
+}
+
+/// Cancellation deferred across a first use (record creation, arming, the stack
+/// walk, the unwind-info announcement), then restored exactly, type included.
+/// A cancel that arrived meanwhile acts at [`end`](Self::end) if the thread is
+/// asynchronous (as it would have at once), or at its next cancellation point:
+/// never inside the walk, where an asynchronous cancel could leave a cache's
+/// sequence lock or the announcement lock held forever.
+pub(crate) struct Deferral {
+    #[cfg(unix)]
+    old_state: core::ffi::c_int,
+}
+
+impl Deferral {
+    /// Disables cancellation on this thread.
+    pub(crate) fn new() -> Self {
+        #[cfg(unix)]
+        {
+            let mut old_state = abi::DISABLE;
+            // SAFETY: a valid state and out-pointer; disabling never acts.
+            unsafe { abi::pthread_setcancelstate(abi::DISABLE, &mut old_state) };
+            Self { old_state }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Restores the state. With an asynchronous type and a cancel pending, the
+    /// forced unwind starts here: the caller must be at a point where unwinding
+    /// out is sound (its work done and stored).
+    pub(crate) fn end(self) {
+        #[cfg(unix)]
+        if self.old_state != abi::DISABLE {
+            // SAFETY: a valid state and a null old-value pointer; a forced unwind
+            // from inside is declared ("C-unwind") and the caller allows it.
+            unsafe { abi::pthread_setcancelstate(self.old_state, core::ptr::null_mut()) };
         }
     }
 }
