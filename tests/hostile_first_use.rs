@@ -320,7 +320,9 @@ fn signal_storms_over_first_uses_run_every_hook_once() {
 const ASYNCHRONOUS: libc::c_int = 1;
 const DEFERRED: libc::c_int = 0;
 
-unsafe extern "C" {
+// "C-unwind": switching to asynchronous with a cancel already pending acts inside
+// the call.
+unsafe extern "C-unwind" {
     fn pthread_setcanceltype(kind: libc::c_int, old: *mut libc::c_int) -> libc::c_int;
 }
 
