@@ -15,4 +15,5 @@ mod recipes;
 mod row_cache;
 mod rules;
 mod shapes;
+mod slots;
 mod world;

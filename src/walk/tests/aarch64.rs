@@ -226,3 +226,31 @@ fn real_signed_start_routine() {
         assert_eq!(found.return_address, original);
     }
 }
+
+#[test]
+fn return_address_apart_from_the_frame_pointer_is_refused() {
+    // x29 and x30 both saved, x30 at CFA - 16 and x29 above it at CFA - 8: not
+    // AAPCS64's frame record (x30 right above x29), which GCC and LLVM always
+    // store when they save both.
+    let rules = vec![
+        Cfi::Cfa(AArch64::SP, 16),
+        Cfi::Offset(AArch64::X29, -8),
+        Cfi::Offset(AArch64::X30, -16),
+    ];
+    let pcs = [ret(INNER), ret(MIDDLE), ret(START), ret(START_THREAD), ret(CLONE)];
+    let mut chain = Chain::new(&pcs);
+    chain.stack.put(Chain::sp(2), ret(START_THREAD));
+    let overrides = [(START, rules), (CLONE, thread_start_rules())];
+    let result = walk(&chain.ctx.clone(), &mut chain.stack, &mut objects(&overrides)).0;
+    assert_eq!(result, Err(WalkError::SplitFrameRecord { fp_offset: -8, ra_offset: -16 }));
+    // The same frame with the record in order is accepted.
+    let rules = vec![
+        Cfi::Cfa(AArch64::SP, 16),
+        Cfi::Offset(AArch64::X29, -16),
+        Cfi::Offset(AArch64::X30, -8),
+    ];
+    let mut chain = Chain::new(&pcs);
+    let overrides = [(START, rules), (CLONE, thread_start_rules())];
+    let result = walk(&chain.ctx.clone(), &mut chain.stack, &mut objects(&overrides)).0;
+    assert_eq!(result.map(|s| s.slot), Ok(Chain::slot(2)));
+}
