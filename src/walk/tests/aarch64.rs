@@ -118,6 +118,8 @@ fn gcc_pac_ret_prologue_with_the_frame_record_at_the_bottom() {
     stack.put(start_sp, 0x5a5a_0000); // x29
     stack.put(start_sp + 8, signed);
     stack.put(start_cfa + 8, ret(CLONE));
+    // start_thread's frame (16 bytes) ends at the stack top.
+    stack.tops.thread = Some(start_cfa + 16);
     let mut ctx = Context::new();
     ctx.set(AArch64::SP, inner_sp);
     ctx.set_pc(ret(INNER));
