@@ -4,6 +4,7 @@
 
 mod bti;
 mod capture;
+mod frames;
 mod jit_symbols;
 mod pauth;
 mod regs;
@@ -12,6 +13,7 @@ mod trampoline;
 
 pub(crate) use bti::*;
 pub(crate) use capture::*;
+pub(crate) use frames::*;
 pub(crate) use pauth::*;
 pub(crate) use regs::*;
 pub(crate) use shadow_stack::*;

@@ -2,6 +2,7 @@
 //! and shadow-stack detection.
 
 mod capture;
+mod frames;
 mod jit_symbols;
 mod protection;
 mod regs;
@@ -9,6 +10,7 @@ mod shadow_stack;
 mod trampoline;
 
 pub(crate) use capture::*;
+pub(crate) use frames::*;
 pub(crate) use protection::*;
 pub(crate) use regs::*;
 pub(crate) use shadow_stack::*;

@@ -150,6 +150,51 @@ pub(crate) enum WalkError {
     /// `dl_iterate_phdr` (whose lock `fork` does not reset), and this glibc has no
     /// lock-free `_dl_find_object` (before 2.35) to find objects without it.
     LoaderLockAfterFork,
+    /// The start routine's return address is not where the ISA's call leaves it
+    /// (x86_64: CFA - 8).
+    SlotNotAtCall {
+        /// The slot's offset from the CFA.
+        offset: i64,
+        /// Where a call leaves it.
+        expected: i64,
+    },
+    /// The start routine's return-address slot is outside its frame (not between
+    /// its stack pointer and its CFA).
+    SlotOutsideFrame {
+        /// The slot's offset from the CFA.
+        offset: i64,
+        /// The frame's size: its CFA minus its stack pointer.
+        frame_size: u64,
+    },
+    /// The start routine saves the frame pointer and the return address, but not
+    /// as one frame record (aarch64: x30 right above x29).
+    SplitFrameRecord {
+        /// The frame pointer's slot, from the CFA.
+        fp_offset: i64,
+        /// The return address's slot, from the CFA.
+        ra_offset: i64,
+    },
+    /// The start routine's CFI restores its caller's stack pointer to something
+    /// other than its CFA.
+    CallerSpNotCfa {
+        /// The restored stack pointer, if known.
+        sp: Option<u64>,
+        /// The CFA.
+        cfa: u64,
+    },
+    /// Where this thread's start frames must end is unknown: glibc's layout facts
+    /// (`_thread_db_sizeof_pthread`, `_dl_get_tls_static_info`) or
+    /// `__libc_stack_end` were not found, or the thread's descriptor or entry
+    /// stack pointer is not on its stack.
+    StackTopUnknown,
+    /// The libc frames below the start routine do not end where glibc started the
+    /// thread: the CFI moved the frames.
+    NotAtStackTop {
+        /// The CFA of `start_thread` (or the main thread's `__libc_start_main`).
+        cfa: u64,
+        /// The stack pointer glibc called it with.
+        top: u64,
+    },
 }
 
 /// The kind of a CFI rule, for error messages.
@@ -282,6 +327,39 @@ impl fmt::Display for WalkError {
                 "forked from a multi-threaded parent: dl_iterate_phdr's lock may be held \
                  forever (fork does not reset it), and glibc < 2.35 has no lock-free \
                  _dl_find_object",
+            ),
+            Self::SlotNotAtCall { offset, expected } => write!(
+                f,
+                "the start routine's return address is saved at CFA{offset:+}, not at \
+                 CFA{expected:+} where its call left it"
+            ),
+            Self::SlotOutsideFrame { offset, frame_size } => write!(
+                f,
+                "the start routine's return address is saved at CFA{offset:+}, outside its \
+                 {frame_size}-byte frame"
+            ),
+            Self::SplitFrameRecord { fp_offset, ra_offset } => write!(
+                f,
+                "the start routine saves the frame pointer at CFA{fp_offset:+} and the return \
+                 address at CFA{ra_offset:+}: not one frame record"
+            ),
+            Self::CallerSpNotCfa { sp: Some(sp), cfa } => write!(
+                f,
+                "the start routine's unwind info restores its caller's sp to {sp:#x}, not its \
+                 CFA {cfa:#x}"
+            ),
+            Self::CallerSpNotCfa { sp: None, cfa } => write!(
+                f,
+                "the start routine's unwind info leaves its caller's sp unknown (CFA {cfa:#x})"
+            ),
+            Self::StackTopUnknown => f.write_str(
+                "where this thread's start frames must end is unknown (glibc's thread layout \
+                 or __libc_stack_end not found)",
+            ),
+            Self::NotAtStackTop { cfa, top } => write!(
+                f,
+                "the libc frames below the start routine end at CFA {cfa:#x}, not the stack top \
+                 {top:#x} glibc started the thread on"
             ),
         }
     }

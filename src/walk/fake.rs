@@ -3,7 +3,7 @@
 //! outside the fakes is an error or a panic, never a stray load.
 
 use super::memory::check_word;
-use super::{Memory, ObjectInfo, Objects, WalkError};
+use super::{Memory, ObjectInfo, Objects, StackTops, WalkError};
 use core::ops::Range;
 
 /// A fake stack: 8-byte words starting at `base`.
@@ -17,6 +17,8 @@ pub(crate) struct FakeStack {
     pub(crate) tamper: Option<(u64, u64)>,
     /// Times the tampered address was read.
     tampered_reads: usize,
+    /// Where the thread-start frames must be (none known unless a test says).
+    pub(crate) tops: StackTops,
 }
 
 impl FakeStack {
@@ -40,7 +42,7 @@ impl FakeStack {
 
     /// `words` at `base`.
     fn with_words(base: u64, words: Vec<u64>) -> Self {
-        FakeStack { base, words, tamper: None, tampered_reads: 0 }
+        FakeStack { base, words, tamper: None, tampered_reads: 0, tops: StackTops::default() }
     }
 
     /// Stores `value` at `addr`.
@@ -68,6 +70,10 @@ impl Memory for FakeStack {
             }
             _ => Ok(value),
         }
+    }
+
+    fn stack_tops(&self) -> StackTops {
+        self.tops
     }
 }
 

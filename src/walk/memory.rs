@@ -1,13 +1,16 @@
 //! Bounds-checked reads of stack memory: every word the walker reads from the stack
 //! goes through [`Memory`], never through a raw dereference of an unchecked address.
 
-use super::WalkError;
+use super::{StackTops, WalkError};
 use crate::arch::Context;
 
 /// Reads 8-byte words of stack memory, refusing anything outside its bounds.
 pub(crate) trait Memory {
     /// Reads the word at `addr`, which must be 8-byte aligned and in bounds.
     fn read_u64(&mut self, addr: u64) -> Result<u64, WalkError>;
+
+    /// Where this stack's thread-start frames must be, from outside the CFI.
+    fn stack_tops(&self) -> StackTops;
 }
 
 /// Checks that the 8-byte word at `addr` lies inside `[lo, hi)` and is aligned.
@@ -34,6 +37,8 @@ pub(crate) struct StackMemory {
     lo: u64,
     /// One past the highest readable address.
     hi: u64,
+    /// Where the thread's start frames are.
+    tops: StackTops,
 }
 
 impl StackMemory {
@@ -60,7 +65,7 @@ impl StackMemory {
         if sp - lo < WALK_STACK_NEED {
             return Err(WalkError::LowStack { left: sp - lo });
         }
-        Ok(StackMemory { lo: sp, hi })
+        Ok(StackMemory { lo: sp, hi, tops: super::stack_top::current(sp, hi) })
     }
 
     /// The bounds `[lo, hi)` this reader allows.
@@ -80,6 +85,10 @@ impl Memory for StackMemory {
         // `check_word` proved the 8 bytes at `addr` are inside it and aligned.
         // The read is volatile because these bytes belong to other live frames.
         Ok(unsafe { ptr.read_volatile() })
+    }
+
+    fn stack_tops(&self) -> StackTops {
+        self.tops
     }
 }
 

@@ -28,6 +28,7 @@ mod recipe_cache;
 mod row;
 mod rules;
 mod segments;
+mod stack_top;
 mod step;
 mod storage;
 mod target;
@@ -45,6 +46,7 @@ pub(crate) use loaded::LoadedObjects;
 pub(crate) use loaded::Strategy;
 pub(crate) use memory::{Memory, StackMemory};
 pub(crate) use objects::{ObjectInfo, Objects};
+pub(crate) use stack_top::StackTops;
 pub(crate) use thread_stack::source as stack_bounds_source;
 pub(crate) use walker::{ExitSlot, walk_this_thread};
 #[allow(unused_imports)]

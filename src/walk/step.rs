@@ -25,6 +25,12 @@ pub(crate) struct Step {
     pub(crate) return_address: u64,
     /// Whether the return address is signed (pointer authentication).
     pub(crate) ra_signed: bool,
+    /// The caller's stack pointer as the rules restore it (the CFA unless a rule
+    /// for sp says otherwise); `None` for the outermost frame or an unknown sp.
+    pub(crate) caller_sp: Option<u64>,
+    /// Where the frame saves the ISA's frame-record register (x29 on aarch64),
+    /// when its rule is `Offset(n)`; always `None` on an ISA without one.
+    pub(crate) fp_slot: Option<u64>,
 }
 
 impl Step {
@@ -41,6 +47,8 @@ impl Step {
             ra_slot: None,
             return_address: 0,
             ra_signed,
+            caller_sp: None,
+            fp_slot: None,
         })
     }
 
@@ -51,14 +59,43 @@ impl Step {
         pc: u64,
         cfa: u64,
         caller: &mut Context,
-        ra_rule: RuleKind,
-        ra_slot: Option<u64>,
-        ra_signed: bool,
+        ra: SavedRa,
+        fp_slot: Option<u64>,
     ) -> Result<Self, WalkError> {
+        let SavedRa { rule: ra_rule, slot: ra_slot, signed: ra_signed } = ra;
         let return_address =
             caller.get(arch::RA).ok_or(WalkError::UnknownRegister { pc, register: arch::RA.0 })?;
+        let caller_sp = caller.get(arch::SP);
         caller.set_pc(arch::strip_return_address(return_address, ra_signed));
-        Ok(Step { cfa, outermost: false, ra_rule, ra_slot, return_address, ra_signed })
+        Ok(Step {
+            cfa,
+            outermost: false,
+            ra_rule,
+            ra_slot,
+            return_address,
+            ra_signed,
+            caller_sp,
+            fp_slot,
+        })
+    }
+}
+
+/// How a frame saves its return address.
+#[derive(Clone, Copy, Debug)]
+struct SavedRa {
+    /// The kind of the rule.
+    rule: RuleKind,
+    /// The slot, for an `Offset(n)` rule.
+    slot: Option<u64>,
+    /// Whether it is signed.
+    signed: bool,
+}
+
+/// The slot at CFA + `offset` when `rule` is `Offset(offset)`.
+fn offset_slot<T: gimli::ReaderOffset>(cfa: u64, rule: Option<&RegisterRule<T>>) -> Option<u64> {
+    match rule {
+        Some(RegisterRule::Offset(n)) => Some(cfa.wrapping_add_signed(*n)),
+        _ => None,
     }
 }
 
@@ -82,10 +119,9 @@ pub(crate) fn unwind(
     if let Some(step) = Step::outermost(cfa, ra_kind, ra_signed) {
         return Ok(step);
     }
-    let ra_slot = match ra_rule {
-        Some(RegisterRule::Offset(n)) => Some(cfa.wrapping_add_signed(n)),
-        _ => None,
-    };
+    let ra_slot = offset_slot(cfa, ra_rule.as_ref());
+    let fp_slot =
+        arch::FRAME_RECORD_FP.and_then(|fp| offset_slot(cfa, loc.rules.register(fp).as_ref()));
 
     *caller = Context::new();
     for reg in Context::REGISTERS {
@@ -104,7 +140,8 @@ pub(crate) fn unwind(
             caller.set(reg, value);
         }
     }
-    Step::with_caller(pc, cfa, caller, ra_kind, ra_slot, ra_signed)
+    let ra = SavedRa { rule: ra_kind, slot: ra_slot, signed: ra_signed };
+    Step::with_caller(pc, cfa, caller, ra, fp_slot)
 }
 
 /// Unwinds the frame with registers `regs`, looked up at `pc`, using its compiled
@@ -129,10 +166,14 @@ pub(crate) fn unwind_recipe(
     if let Some(step) = Step::outermost(cfa, ra_kind, ra_signed) {
         return Ok(step);
     }
-    let ra_slot = match ra_rule {
+    let simple_slot = |rule: Option<SimpleRule>| match rule {
         Some(SimpleRule::Offset(n)) => Some(cfa.wrapping_add_signed(n.into())),
         _ => None,
     };
+    let ra_slot = simple_slot(ra_rule);
+    let fp_slot = arch::FRAME_RECORD_FP.and_then(|fp| {
+        simple_slot(recipe.rules().find_map(|(reg, rule)| (reg == fp).then_some(rule)))
+    });
 
     // The registers without a rule first (the ABI defaults, as in `unwind`), then
     // the rules in increasing register order, as `unwind` evaluates them: the
@@ -152,7 +193,8 @@ pub(crate) fn unwind_recipe(
             None => caller.forget(reg),
         }
     }
-    Step::with_caller(pc, cfa, caller, ra_kind, ra_slot, ra_signed)
+    let ra = SavedRa { rule: ra_kind, slot: ra_slot, signed: ra_signed };
+    Step::with_caller(pc, cfa, caller, ra, fp_slot)
 }
 
 /// The frame's CFA from the row's CFA rule.

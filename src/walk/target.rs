@@ -13,9 +13,15 @@
 //!
 //! A signal handler returning into `__restore_rt` is also "outside libc, returning
 //! into libc", but never the outermost such frame.
+//!
+//! The target's slot comes from CFI, which may lie; before it is trusted it must
+//! be where the ISA's calls and frames keep a return address, and the libc frames
+//! below it must end exactly where glibc started the thread, a place known from
+//! outside the CFI ([`StackTops`](super::StackTops)). NOTES.md, "Slot checks".
 
 use super::step::Step;
 use super::{ExitSlot, Memory, RuleKind, WalkError};
+use crate::arch;
 
 /// Exactly this many libc frames must follow the target: `start_thread` and
 /// `clone3`, or `__libc_start_call_main` and `__libc_start_main_impl`.
@@ -37,6 +43,13 @@ struct Candidate {
     return_address: u64,
     /// Whether that return address is signed.
     ra_signed: bool,
+    /// The frame's own stack pointer: its callee's CFA (`None` for the first
+    /// frame, which is never a thread's start routine).
+    sp: Option<u64>,
+    /// The caller's stack pointer as the frame's rules restore it.
+    caller_sp: Option<u64>,
+    /// Where the frame saves its frame-record register, if it does.
+    fp_slot: Option<u64>,
 }
 
 /// The frames seen after the current candidate.
@@ -47,6 +60,8 @@ struct Tail {
     /// Non-libc frames after those. (A libc frame never follows one: it would
     /// make the non-libc frame before it the new candidate.)
     other: usize,
+    /// The CFAs of the first [`LIBC_TAIL`] libc frames after the candidate.
+    libc_cfas: [u64; LIBC_TAIL],
 }
 
 /// The target search, fed one frame at a time from the innermost outwards.
@@ -61,8 +76,9 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// Records the next frame out: whether its pc is in libc, and its step.
-    pub(crate) fn observe(&mut self, is_libc: bool, step: &Step) {
+    /// Records the next frame out: whether its pc is in libc, its step, and its
+    /// stack pointer (its callee's CFA, `None` for the first frame).
+    pub(crate) fn observe(&mut self, is_libc: bool, step: &Step, sp: Option<u64>) {
         if let Some((false, previous)) = self.previous
             && is_libc
         {
@@ -72,6 +88,9 @@ impl Target {
         }
         if self.candidate.is_some() {
             if is_libc {
+                if let Some(cfa) = self.tail.libc_cfas.get_mut(self.tail.libc) {
+                    *cfa = step.cfa;
+                }
                 self.tail.libc += 1;
             } else {
                 self.tail.other += 1;
@@ -83,12 +102,16 @@ impl Target {
             ra_slot: step.ra_slot,
             return_address: step.return_address,
             ra_signed: step.ra_signed,
+            sp,
+            caller_sp: step.caller_sp,
+            fp_slot: step.fp_slot,
         };
         self.previous = Some((is_libc, this));
     }
 
-    /// Ends the search after `frames` frames: checks the tail's shape and the
-    /// target's slot, and reads the slot back through `mem`.
+    /// Ends the search after `frames` frames: checks the tail's shape, the
+    /// target's slot against the ISA and the tail's end against `mem`'s
+    /// [`StackTops`](super::StackTops), and reads the slot back through `mem`.
     pub(crate) fn finish(
         self,
         frames: usize,
@@ -106,6 +129,8 @@ impl Target {
             (RuleKind::Offset, Some(slot)) => slot,
             (rule, _) => return Err(WalkError::SlotRuleNotOffset { rule }),
         };
+        check_slot(&target, slot)?;
+        check_stack_top(tail, mem)?;
         if mem.read_u64(slot)? != target.return_address {
             return Err(WalkError::SlotMismatch);
         }
@@ -117,4 +142,51 @@ impl Target {
             frames,
         })
     }
+}
+
+/// The slot must be where the ISA keeps a return address: where a call leaves it
+/// (x86_64: CFA - 8), inside the frame (between its sp and its CFA), right above
+/// the frame pointer when the frame saves one (aarch64's frame record); and the
+/// caller's sp must be the CFA, which is what "CFA" means at a call site.
+fn check_slot(target: &Candidate, slot: u64) -> Result<(), WalkError> {
+    let cfa = target.cfa;
+    let offset = slot.wrapping_sub(cfa) as i64;
+    if let Some(expected) = arch::CALL_RETURN_SLOT
+        && offset != expected
+    {
+        return Err(WalkError::SlotNotAtCall { offset, expected });
+    }
+    let below_cfa = slot.checked_add(8).is_some_and(|end| end <= cfa);
+    if let Some(sp) = target.sp
+        && !(below_cfa && slot >= sp)
+    {
+        return Err(WalkError::SlotOutsideFrame { offset, frame_size: cfa.wrapping_sub(sp) });
+    }
+    if let Some(fp_slot) = target.fp_slot
+        && fp_slot.checked_add(8) != Some(slot)
+    {
+        let fp_offset = fp_slot.wrapping_sub(cfa) as i64;
+        return Err(WalkError::SplitFrameRecord { fp_offset, ra_offset: offset });
+    }
+    if target.caller_sp != Some(cfa) {
+        return Err(WalkError::CallerSpNotCfa { sp: target.caller_sp, cfa });
+    }
+    Ok(())
+}
+
+/// The libc frames below the target must end where glibc started the thread:
+/// `start_thread`'s CFA (a thread) or `__libc_start_main`'s (the main thread,
+/// whose tail has `_start` too) is the place `mem` knows from outside the CFI.
+fn check_stack_top(tail: Tail, mem: &impl Memory) -> Result<(), WalkError> {
+    let tops = mem.stack_tops();
+    let (found, top) = if tail.other == 0 {
+        (tail.libc_cfas[0], tops.thread)
+    } else {
+        (tail.libc_cfas[1], tops.main)
+    };
+    let top = top.ok_or(WalkError::StackTopUnknown)?;
+    if found != top {
+        return Err(WalkError::NotAtStackTop { cfa: found, top });
+    }
+    Ok(())
 }

@@ -16,4 +16,5 @@ mod recipes;
 mod row_cache;
 mod rules;
 mod shapes;
+mod slots;
 mod world;

@@ -118,6 +118,8 @@ fn gcc_pac_ret_prologue_with_the_frame_record_at_the_bottom() {
     stack.put(start_sp, 0x5a5a_0000); // x29
     stack.put(start_sp + 8, signed);
     stack.put(start_cfa + 8, ret(CLONE));
+    // start_thread's frame (16 bytes) ends at the stack top.
+    stack.tops.thread = Some(start_cfa + 16);
     let mut ctx = Context::new();
     ctx.set(AArch64::SP, inner_sp);
     ctx.set_pc(ret(INNER));
@@ -225,4 +227,32 @@ fn real_signed_start_routine() {
     } else {
         assert_eq!(found.return_address, original);
     }
+}
+
+#[test]
+fn return_address_apart_from_the_frame_pointer_is_refused() {
+    // x29 and x30 both saved, x30 at CFA - 16 and x29 above it at CFA - 8: not
+    // AAPCS64's frame record (x30 right above x29), which GCC and LLVM always
+    // store when they save both.
+    let rules = vec![
+        Cfi::Cfa(AArch64::SP, 16),
+        Cfi::Offset(AArch64::X29, -8),
+        Cfi::Offset(AArch64::X30, -16),
+    ];
+    let pcs = [ret(INNER), ret(MIDDLE), ret(START), ret(START_THREAD), ret(CLONE)];
+    let mut chain = Chain::new(&pcs);
+    chain.stack.put(Chain::sp(2), ret(START_THREAD));
+    let overrides = [(START, rules), (CLONE, thread_start_rules())];
+    let result = walk(&chain.ctx.clone(), &mut chain.stack, &mut objects(&overrides)).0;
+    assert_eq!(result, Err(WalkError::SplitFrameRecord { fp_offset: -8, ra_offset: -16 }));
+    // The same frame with the record in order is accepted.
+    let rules = vec![
+        Cfi::Cfa(AArch64::SP, 16),
+        Cfi::Offset(AArch64::X29, -16),
+        Cfi::Offset(AArch64::X30, -8),
+    ];
+    let mut chain = Chain::new(&pcs);
+    let overrides = [(START, rules), (CLONE, thread_start_rules())];
+    let result = walk(&chain.ctx.clone(), &mut chain.stack, &mut objects(&overrides)).0;
+    assert_eq!(result.map(|s| s.slot), Ok(Chain::slot(2)));
 }

@@ -29,6 +29,7 @@ fn layout(setup: impl FnOnce(&mut FakeStack, &mut Context)) -> (FakeStack, Conte
     stack.put(CFA0 - 8, ret(START));
     stack.put(B + 8, ret(START_THREAD));
     stack.put(B + 24, ret(CLONE));
+    stack.tops.thread = Some(B + 32);
     setup(&mut stack, &mut ctx);
     (stack, ctx)
 }

@@ -203,6 +203,8 @@ fn signal_stack() -> (FakeStack, Context, u64) {
     stack.put(interrupted_sp, ret(START)); // INTERRUPTED's own return address
     stack.put(interrupted_sp + 16, ret(START_THREAD));
     stack.put(interrupted_sp + 32, ret(CLONE));
+    // start_thread's frame: sp = interrupted_sp + 24, CFA 16 above.
+    stack.tops.thread = Some(interrupted_sp + 40);
     let mut ctx = Context::new();
     ctx.set(arch::SP, handler_sp);
     ctx.set_pc(ret(HANDLER));

@@ -8,7 +8,7 @@ use crate::arch::{self, Context};
 use crate::walk::cache::RowCache;
 use crate::walk::recipe_cache::RecipeCache;
 use crate::walk::walker::{Caches, find_exit_slot_cached};
-use crate::walk::{ExitSlot, Frame, MAX_FRAMES, WalkError, find_exit_slot};
+use crate::walk::{ExitSlot, Frame, MAX_FRAMES, StackTops, WalkError, find_exit_slot};
 use core::ops::Range;
 
 /// The app's code.
@@ -105,7 +105,10 @@ pub(super) fn objects(overrides: &[(u64, Vec<Cfi>)]) -> FakeObjects {
 }
 
 /// Frames laid out for 16-byte frames: frame `i` has pc `pcs[i]`, sp
-/// `STACK + 0x100 + 16 i`, and its return address (`pcs[i + 1]`) at sp + 8.
+/// `STACK + 0x100 + 16 i`, and its return address (`pcs[i + 1]`) at sp + 8. The
+/// stack's [`StackTops`] are where the outermost START_THREAD and START_MAIN
+/// frames' CFAs are in this layout, as glibc's thread descriptor and
+/// `__libc_stack_end` would say.
 pub(super) struct Chain {
     /// The fake stack.
     pub(super) stack: FakeStack,
@@ -123,6 +126,9 @@ impl Chain {
         for (i, pc) in pcs.iter().enumerate().skip(1) {
             stack.put(Self::slot(i - 1), *pc);
         }
+        let cfa_of =
+            |f: u64| pcs.iter().rposition(|&pc| pc == ret(f)).map(|i| Self::sp(i as u64 + 1));
+        stack.tops = StackTops { thread: cfa_of(START_THREAD), main: cfa_of(START_MAIN) };
         Chain { stack, ctx }
     }
 

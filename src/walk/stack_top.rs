@@ -1,0 +1,94 @@
+//! Where a thread's first frames must be, from sources the CFI cannot touch: the
+//! stack top glibc started the thread on (from its descriptor) or, on the main
+//! thread, the entry stack pointer (`__libc_stack_end`). The walk checks that the
+//! frames below its target end exactly there (NOTES.md, "Slot checks").
+
+use std::sync::OnceLock;
+
+use crate::arch;
+
+/// The CFAs a thread start's libc frames must have, where they are known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StackTops {
+    /// `start_thread`'s CFA: the stack pointer glibc's clone child calls it with.
+    /// `None` when the thread's descriptor is not on its stack (the main thread)
+    /// or glibc's layout facts are not found.
+    pub(crate) thread: Option<u64>,
+    /// `__libc_start_main`'s CFA on the main thread: the stack pointer `_start`
+    /// calls it with. `None` on other threads (`__libc_stack_end` is not on their
+    /// stack) or when `__libc_stack_end` is not found.
+    pub(crate) main: Option<u64>,
+}
+
+/// glibc's clone children (x86_64 `clone3.S`: `and $-16, %rsp`; aarch64
+/// `clone.S`: `and x1, x1, -16`) align the stack top down to this before calling
+/// `start_thread`.
+const CLONE_CHILD_SP_ALIGN: u64 = 16;
+
+/// The process-wide glibc facts behind the thread stack top.
+#[derive(Clone, Copy, Debug)]
+struct LayoutFacts {
+    /// `sizeof (struct pthread)`, from libthread_db's `_thread_db_sizeof_pthread`.
+    sizeof_pthread: u64,
+    /// `__nptl_tls_static_size_for_stack ()`: the static TLS size rounded up to
+    /// its alignment, from ld.so's `_dl_get_tls_static_info`.
+    tls_static_size: u64,
+}
+
+/// The stack tops of the calling thread, whose stack's live part is `[sp, hi)`.
+pub(crate) fn current(sp: u64, hi: u64) -> StackTops {
+    let on_stack = |addr: u64| (sp..hi).contains(&addr);
+    // SAFETY: pthread_self has no preconditions.
+    let descriptor = unsafe { libc::pthread_self() } as u64;
+    let thread = layout_facts()
+        .filter(|_| on_stack(descriptor))
+        .and_then(|facts| {
+            arch::glibc_thread_stack_top(descriptor, facts.sizeof_pthread, facts.tls_static_size)
+        })
+        .map(|top| top & !(CLONE_CHILD_SP_ALIGN - 1));
+    let main = stack_end().filter(|&end| on_stack(end)).and_then(arch::main_entry_sp);
+    StackTops { thread, main }
+}
+
+/// The layout facts, looked up once.
+fn layout_facts() -> Option<LayoutFacts> {
+    static FACTS: OnceLock<Option<LayoutFacts>> = OnceLock::new();
+    *FACTS.get_or_init(|| {
+        let sizeof_pthread = symbol(c"_thread_db_sizeof_pthread")?;
+        let get_info = symbol(c"_dl_get_tls_static_info")?;
+        // SAFETY: glibc defines `_thread_db_sizeof_pthread` as a `const uint32_t`
+        // (nptl_db/db_info.c, `DB_SIZEOF`), in libc's read-only data.
+        let sizeof_pthread = u64::from(unsafe { sizeof_pthread.cast::<u32>().read() });
+        // SAFETY: ld.so's `_dl_get_tls_static_info (size_t *sizep, size_t
+        // *alignp)` (elf/dl-tls.c) stores `dl_tls_static_size` and
+        // `dl_tls_static_align` through its two pointers, which are valid locals.
+        let (size, align) = unsafe {
+            let get_info: unsafe extern "C" fn(*mut usize, *mut usize) =
+                core::mem::transmute(get_info);
+            let (mut size, mut align) = (0usize, 0usize);
+            get_info(&mut size, &mut align);
+            (size as u64, align as u64)
+        };
+        let tls_static_size = size.checked_next_multiple_of(align.max(1))?;
+        Some(LayoutFacts { sizeof_pthread, tls_static_size })
+    })
+}
+
+/// `__libc_stack_end`'s value: the main thread's stack pointer at process entry
+/// (ld.so's `_dl_sysdep_start` stores it).
+fn stack_end() -> Option<u64> {
+    static END: OnceLock<Option<u64>> = OnceLock::new();
+    *END.get_or_init(|| {
+        let end = symbol(c"__libc_stack_end")?;
+        // SAFETY: ld.so exports `__libc_stack_end` as a `void *` variable, set
+        // before any user code runs and never written again.
+        Some(unsafe { end.cast::<u64>().read() }).filter(|&end| end != 0)
+    })
+}
+
+/// The address of the global symbol `name`, if some loaded object defines it.
+fn symbol(name: &core::ffi::CStr) -> Option<*const core::ffi::c_void> {
+    // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches the global scope.
+    let addr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!addr.is_null()).then_some(addr.cast_const())
+}
