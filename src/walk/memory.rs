@@ -41,6 +41,17 @@ pub(crate) struct StackMemory {
     tops: StackTops,
 }
 
+/// `sp` must be inside `[lo, hi)` with at least [`WALK_STACK_NEED`] bytes below it.
+fn check_room(sp: u64, lo: u64, hi: u64) -> Result<(), WalkError> {
+    if sp < lo || sp >= hi {
+        return Err(WalkError::StackBounds);
+    }
+    if sp - lo < WALK_STACK_NEED {
+        return Err(WalkError::LowStack { left: sp - lo });
+    }
+    Ok(())
+}
+
 impl StackMemory {
     /// The current thread's stack above `ctx`'s stack pointer.
     ///
@@ -56,16 +67,31 @@ impl StackMemory {
     /// Fails with [`WalkError::LowStack`] when less than [`WALK_STACK_NEED`] bytes of
     /// stack are left below `ctx`'s stack pointer: the walk would overflow the
     /// stack, so the thread falls back instead.
+    #[cfg(test)]
     pub(crate) fn current_thread(ctx: &Context) -> Result<Self, WalkError> {
+        Self::on_stack(ctx, super::thread_stack::current()?)
+    }
+
+    /// The current thread's stack above `ctx`'s stack pointer, within the bounds
+    /// [`room`](Self::room) returned (the checks of `current_thread` above).
+    pub(crate) fn on_stack(ctx: &Context, (lo, hi): (u64, u64)) -> Result<Self, WalkError> {
         let sp = ctx.sp().ok_or(WalkError::StackBounds)?;
-        let (lo, hi) = super::thread_stack::current()?;
-        if sp < lo || sp >= hi {
-            return Err(WalkError::StackBounds);
-        }
-        if sp - lo < WALK_STACK_NEED {
-            return Err(WalkError::LowStack { left: sp - lo });
-        }
+        check_room(sp, lo, hi)?;
         Ok(StackMemory { lo: sp, hi, tops: super::stack_top::current(sp, hi) })
+    }
+    /// The current thread's stack bounds, checked from the caller's frame: fails
+    /// with [`WalkError::LowStack`] if less than [`WALK_STACK_NEED`] bytes are
+    /// left below it. [`walk_this_thread`](super::walk_this_thread) asks first
+    /// thing, from a shallow frame: the register capture and the walk's closures
+    /// add about 1.5 KiB in a debug build, and on a `PTHREAD_STACK_MIN` stack
+    /// they overflowed before the check in [`on_stack`](Self::on_stack) ran.
+    #[inline(never)]
+    pub(crate) fn room() -> Result<(u64, u64), WalkError> {
+        let marker = 0_u8;
+        let sp = core::ptr::addr_of!(marker) as u64;
+        let (lo, hi) = super::thread_stack::current()?;
+        check_room(sp, lo, hi)?;
+        Ok((lo, hi))
     }
 
     /// The bounds `[lo, hi)` this reader allows.

@@ -123,9 +123,16 @@ fn self_descriptor() -> u64 {
 /// mapped while it runs).
 unsafe fn read_fields(descriptor: u64, word: usize) -> [u64; 3] {
     let base = core::ptr::with_exposed_provenance::<u64>(descriptor as usize);
-    // SAFETY: the caller guarantees the words are mapped. Volatile: the descriptor
-    // belongs to the C library, which may write other words of it concurrently.
-    unsafe { [0, 1, 2].map(|i| base.add(word + i).read_volatile()) }
+    let mut fields = [0; 3];
+    // A plain loop, not `array::map`: in a debug build the closures of `map` took
+    // 900 bytes of stack here, on the way to the walk's stack check.
+    for (i, field) in fields.iter_mut().enumerate() {
+        // SAFETY: the caller guarantees the words are mapped. Volatile: the
+        // descriptor belongs to the C library, which may write other words of it
+        // concurrently.
+        *field = unsafe { base.add(word + i).read_volatile() };
+    }
+    fields
 }
 
 /// `pthread_getattr_np`'s computation from the fields: the stack without its

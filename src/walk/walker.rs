@@ -50,8 +50,9 @@ pub(crate) struct ExitSlot {
 /// Walks this thread's own stack from here, through its real memory and loaded
 /// objects: [`find_exit_slot`] on the registers of the caller.
 pub(crate) fn walk_this_thread(visit: &mut impl FnMut(&Frame)) -> Result<ExitSlot, WalkError> {
+    let bounds = StackMemory::room()?;
     arch::with_context(|ctx| {
-        let mut memory = StackMemory::current_thread(ctx)?;
+        let mut memory = StackMemory::on_stack(ctx, bounds)?;
         let mut objects = LoadedObjects::new();
         find_exit_slot(ctx, &mut memory, &mut objects, visit)
     })
