@@ -77,7 +77,7 @@ fn register_at_process_exit() -> bool {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     // SAFETY: registers a plain extern "C" function, which stays loaded: the crate's
     // object is never unloaded while it has TLS destructors registered.
-    *REGISTERED.get_or_init(|| unsafe { libc::atexit(run_at_process_exit) } == 0)
+    *REGISTERED.get_or_init(|| unsafe { crate::miri_shims::atexit(run_at_process_exit) } == 0)
 }
 
 extern "C" fn run_at_process_exit() {

@@ -50,6 +50,7 @@ mod forced_unwind;
 #[cfg(hijack_supported)]
 mod hijack;
 mod keyed;
+mod miri_shims;
 #[cfg(hijack_supported)]
 mod pin;
 mod record;
