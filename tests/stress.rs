@@ -24,6 +24,8 @@ static CREATED: AtomicUsize = AtomicUsize::new(0);
 static DROPPED: AtomicUsize = AtomicUsize::new(0);
 /// At-exit handlers that ran (on worker threads).
 static HANDLERS_RUN: AtomicUsize = AtomicUsize::new(0);
+/// Workers whose first record was hijacked (the rest fell back).
+static HIJACKED: AtomicUsize = AtomicUsize::new(0);
 
 /// How many worker threads are alive at once.
 const WAVE: usize = 16;
@@ -123,6 +125,9 @@ fn worker(ordinal: usize, outbox: Sender<Message>, inbox: Receiver<Counted>) {
     NAME.set(format!("worker {ordinal}"));
     hijack_tls::set("a", Counted::new()); // replaces: the first "a" drops now
     let id = hijack_tls::id();
+    if matches!(hijack_tls::status(), Status::Hijacked { .. }) {
+        HIJACKED.fetch_add(1, Ordering::Relaxed);
+    }
     counted_handler(move || {
         // Every value is still readable while handlers run (after `reset`, only
         // the one its drops stored).
@@ -254,5 +259,7 @@ fn main() {
         }
     };
     let handlers = stress(threads);
-    println!("stress: {threads} threads, {handlers} handlers, counts exact (main: {status})");
+    let hijacked = HIJACKED.load(Ordering::Relaxed);
+    println!("stress: {threads} threads ({hijacked} hijacked), {handlers} handlers, counts exact");
+    println!("stress: main thread: {status}");
 }
