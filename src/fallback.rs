@@ -145,7 +145,7 @@ fn register_at_process_exit() -> bool {
     }
     // SAFETY: registers a plain extern "C" function, which stays loaded: the crate's
     // object is never unloaded while it has TLS destructors registered.
-    let registered = unsafe { libc::atexit(run_at_process_exit) } == 0;
+    let registered = unsafe { crate::miri_shims::atexit(run_at_process_exit) } == 0;
     if !registered {
         AT_EXIT_PENDING.store(false, Ordering::Release);
     }

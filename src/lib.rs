@@ -28,7 +28,7 @@
 //! interrupts the crate while it holds that borrow: a key's `Eq` impl, or a signal
 //! handler (the crate's own exit sequence borrows the record too, so a program
 //! cannot shield every such moment). There, reads answer without a borrow: [`id`]
-//! and [`status`] as always, [`get`], [`with`] and [`Key`] reads the value or
+//! and [`status()`](fn@status) as always, [`get`], [`with`] and [`Key`] reads the value or
 //! `None` (`None` for a keyed value, and for a `Key` past the first 16 to take a
 //! slot index in the process); a call that changes the record panics with a
 //! message.
@@ -67,6 +67,7 @@ mod hijack;
 mod keyed;
 #[cfg(glibc_cancel_catch)]
 mod libc_symbol;
+mod miri_shims;
 #[cfg(hijack_supported)]
 mod pin;
 mod record;

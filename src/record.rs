@@ -262,7 +262,7 @@ struct Local {
     /// while the record is borrowed: an ID never changes, and a signal handler
     /// interrupting a borrow reads it from here.
     id: Cell<u64>,
-    /// What [`status`](crate::status) reports, published whenever it changes so a
+    /// What [`status()`](fn@crate::status) reports, published whenever it changes so a
     /// read needs no borrow (and works in a signal handler interrupting one).
     status: PublishedStatus,
     /// What started this thread's first exit sequence, once one has: with no
@@ -412,12 +412,12 @@ pub(crate) fn current_id() -> u64 {
     LOCAL.with(|local| local.id.get())
 }
 
-/// The status published for [`status`](crate::status). Needs no borrow.
+/// The status published for [`status()`](fn@crate::status). Needs no borrow.
 pub(crate) fn published_status() -> Status {
     LOCAL.with(|local| local.status.get())
 }
 
-/// Publishes what [`status`](crate::status) reports from now on.
+/// Publishes what [`status()`](fn@crate::status) reports from now on.
 pub(crate) fn publish_status(status: Status) {
     LOCAL.with(|local| local.status.set(status));
 }
