@@ -1,8 +1,11 @@
-//! How a thread's exit sequence is armed, and why the hijack was not used.
+//! The one status model of a thread: not used yet, armed by the hijack, armed by
+//! the fallback (and why the hijack was not used), or its exit sequence started
+//! (and by what).
 
 use core::fmt;
 
-/// How this thread's exit sequence is armed (see [`status`](fn@crate::status)).
+/// How this thread's exit sequence is armed, or what started it (see
+/// [`status`](fn@crate::status)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Status {
