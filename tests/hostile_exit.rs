@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::unwinding::{pthread_exit, pthread_testcancel};
-use common::{is_child, run_child_timeout};
+use common::{child_lines as lines, is_child, run_child_timeout};
 use hijack_tls::Key;
 use support::{join_raw, say_to, spawn_raw};
 
@@ -39,15 +39,6 @@ fn run_in_both_modes(case: &str) -> Vec<(String, String)> {
             (out, err)
         })
         .collect()
-}
-
-/// The child's own stdout lines: the first may share a line with libtest's
-/// `test <name> ... `, which is cut off.
-fn lines(out: &str) -> impl Iterator<Item = &str> {
-    out.lines().map(|line| match line.split_once(" ... ") {
-        Some((head, rest)) if head.starts_with("test ") => rest,
-        _ => line,
-    })
 }
 
 /// Counts the child's stdout lines equal to `line`.
@@ -358,13 +349,7 @@ impl Drop for Slow {
 #[test]
 fn signal_handlers_read_during_the_exit_sequence() {
     if is_child("signal_handlers_read_during_the_exit_sequence") {
-        // SAFETY: installs a handler that only calls this crate's reads.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = read_everything as *const () as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut());
-        }
+        support::on_signal(libc::SIGUSR1, read_everything);
         for _ in 0..200 {
             static DONE: AtomicBool = AtomicBool::new(false);
             DONE.store(false, Ordering::SeqCst);

@@ -12,7 +12,7 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{is_child, run_child_timeout};
+use common::{child_lines as lines, is_child, run_child_timeout};
 use hijack_tls::{Key, Status};
 use support::{join_raw, say_to, spawn_raw};
 
@@ -20,14 +20,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn say(text: &str) {
     say_to(1, text);
-}
-
-/// The child's own stdout lines, without libtest's `test <name> ... ` prefix.
-fn lines(out: &str) -> impl Iterator<Item = &str> {
-    out.lines().map(|line| match line.split_once(" ... ") {
-        Some((head, rest)) if head.starts_with("test ") => rest,
-        _ => line,
-    })
 }
 
 fn run(case: &str, env: &[(&str, &str)]) -> String {
@@ -247,13 +239,7 @@ fn signal_storms_over_first_uses_run_every_hook_once() {
     if is_child("signal_storms_over_first_uses_run_every_hook_once") {
         static RAN: AtomicUsize = AtomicUsize::new(0);
         static HIJACKED: AtomicUsize = AtomicUsize::new(0);
-        // SAFETY: a handler that only calls this crate's reads and id().
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = first_use_in_handler as *const () as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut());
-        }
+        support::on_signal(libc::SIGUSR2, first_use_in_handler);
         const THREADS: usize = 300;
         for _ in 0..THREADS {
             static STOP: AtomicBool = AtomicBool::new(false);

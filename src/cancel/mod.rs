@@ -55,26 +55,31 @@ mod abi {
     }
 }
 
+/// Disables cancellation on this thread; returns the state before (`DISABLE`
+/// where there is no cancellation).
+fn disable() -> core::ffi::c_int {
+    #[cfg(unix)]
+    {
+        let mut old_state = abi::DISABLE;
+        // SAFETY: a valid state and out-pointer; disabling never acts on a
+        // pending cancel.
+        unsafe { abi::pthread_setcancelstate(abi::DISABLE, &mut old_state) };
+        old_state
+    }
+    #[cfg(not(unix))]
+    1
+}
+
 /// Cancellation disabled for as long as this lives; restored when dropped.
 pub(crate) struct Hold {
     /// The state before, to restore.
-    #[cfg(unix)]
     old_state: core::ffi::c_int,
 }
 
 impl Hold {
     /// Disables cancellation on this thread.
     pub(crate) fn new() -> Self {
-        #[cfg(unix)]
-        {
-            let mut old_state = abi::DISABLE;
-            // SAFETY: a valid state and out-pointer; disabling never acts on a
-            // pending cancel.
-            unsafe { abi::pthread_setcancelstate(abi::DISABLE, &mut old_state) };
-            Self { old_state }
-        }
-        #[cfg(not(unix))]
-        Self {}
+        Self { old_state: disable() }
     }
 }
 
@@ -105,22 +110,14 @@ impl Drop for Hold {
 /// never inside the walk, where an asynchronous cancel could leave a cache's
 /// sequence lock or the announcement lock held forever.
 pub(crate) struct Deferral {
-    #[cfg(unix)]
+    /// The state before, to restore.
     old_state: core::ffi::c_int,
 }
 
 impl Deferral {
     /// Disables cancellation on this thread.
     pub(crate) fn new() -> Self {
-        #[cfg(unix)]
-        {
-            let mut old_state = abi::DISABLE;
-            // SAFETY: a valid state and out-pointer; disabling never acts.
-            unsafe { abi::pthread_setcancelstate(abi::DISABLE, &mut old_state) };
-            Self { old_state }
-        }
-        #[cfg(not(unix))]
-        Self {}
+        Self { old_state: disable() }
     }
 
     /// Restores the state. With an asynchronous type and a cancel pending, the

@@ -159,3 +159,12 @@ pub fn run_child_timeout(
     };
     (code, stdout.join().unwrap(), stderr.join().unwrap())
 }
+
+/// A child's own stdout lines: the first may share a line with libtest's
+/// `test <name> ... `, which is cut off.
+pub fn child_lines(out: &str) -> impl Iterator<Item = &str> {
+    out.lines().map(|line| match line.split_once(" ... ") {
+        Some((head, rest)) if head.starts_with("test ") => rest,
+        _ => line,
+    })
+}
