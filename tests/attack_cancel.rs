@@ -1,0 +1,152 @@
+//! Review attacks on the cancellation and forced-unwind handling of the exit
+//! sequence (`src/cancel/`, `src/exit.rs`, `src/forced_unwind.rs`). Each case runs
+//! in a child under a timeout, in both modes (hijack, and `HIJACK_TLS=off`).
+
+mod common;
+#[path = "fixtures/support.rs"]
+mod support;
+
+use std::ffi::c_int;
+use std::time::Duration;
+
+use common::unwinding::pthread_exit;
+use common::{is_child, run_child_timeout};
+use support::{join_raw, say_to, spawn_raw};
+
+/// A child gets this long; the cases take well under a second when they work.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Both settings of the kill switch: the hijack, and the fallback alone.
+const MODES: [&[(&str, &str)]; 2] = [&[], &[("HIJACK_TLS", "off")]];
+
+fn say(text: &str) {
+    say_to(1, text);
+}
+
+/// The child's own stdout lines (the first may follow libtest's `test x ... `).
+fn lines(out: &str) -> Vec<&str> {
+    out.lines()
+        .map(|line| match line.split_once(" ... ") {
+            Some((head, rest)) if head.starts_with("test ") => rest,
+            _ => line,
+        })
+        .collect()
+}
+
+/// Runs `case` in a child in each mode; returns (mode, exit code, stdout, stderr).
+fn run_in_both_modes(case: &str) -> Vec<(String, Option<i32>, String, String)> {
+    MODES
+        .iter()
+        .map(|env| {
+            let (code, out, err) = run_child_timeout(case, env, TIMEOUT);
+            (format!("{env:?}"), code, out, err)
+        })
+        .collect()
+}
+
+// ---- the value pthread_join reports ------------------------------------------
+
+/// README / catch.rs: "the `pthread_exit` value is lost ... the thread ends as it
+/// was already ending (with its start routine's result ...)". A raw thread that
+/// returns 7, whose hook calls `pthread_exit(99)`: `pthread_join` must say 7.
+#[test]
+fn pthread_exit_in_a_hook_keeps_the_start_routines_result() {
+    let case = "pthread_exit_in_a_hook_keeps_the_start_routines_result";
+    if is_child(case) {
+        let thread = spawn_raw(|| {
+            hijack_tls::at_exit(|| {
+                // SAFETY: every frame up to the crate's cancel buffer is Rust.
+                unsafe { pthread_exit(99) }
+            });
+            7
+        });
+        say(&format!("joined {}", join_raw(thread)));
+        return;
+    }
+    let mut failures = Vec::new();
+    for (mode, code, out, err) in run_in_both_modes(case) {
+        if code != Some(0) || !lines(&out).contains(&"joined 7") {
+            failures.push(format!("{mode}: exit {code:?}\n{out}\n{err}"));
+        }
+    }
+    assert!(failures.is_empty(), "expected `joined 7`:\n{}", failures.join("\n---\n"));
+}
+
+/// catch.rs: "or the outer `pthread_exit`'s value on the forced-unwind path". A
+/// thread leaving by `pthread_exit(5)` whose hook calls `pthread_exit(99)`:
+/// `pthread_join` must say 5.
+#[test]
+fn pthread_exit_in_a_hook_keeps_the_outer_pthread_exit_value() {
+    let case = "pthread_exit_in_a_hook_keeps_the_outer_pthread_exit_value";
+    if is_child(case) {
+        let thread = spawn_raw(|| {
+            hijack_tls::at_exit(|| {
+                // SAFETY: every frame up to the crate's cancel buffer is Rust.
+                unsafe { pthread_exit(99) }
+            });
+            // SAFETY: every frame up to the raw thread's start routine is Rust.
+            unsafe { pthread_exit(5) }
+        });
+        say(&format!("joined {}", join_raw(thread)));
+        return;
+    }
+    let mut failures = Vec::new();
+    for (mode, code, out, err) in run_in_both_modes(case) {
+        if code != Some(0) || !lines(&out).contains(&"joined 5") {
+            failures.push(format!("{mode}: exit {code:?}\n{out}\n{err}"));
+        }
+    }
+    assert!(failures.is_empty(), "expected `joined 5`:\n{}", failures.join("\n---\n"));
+}
+
+// ---- a hook that re-enables cancellation --------------------------------------
+
+/// `PTHREAD_CANCEL_ENABLE` from `<pthread.h>`.
+const PTHREAD_CANCEL_ENABLE: c_int = 0;
+
+unsafe extern "C" {
+    fn pthread_setcancelstate(state: c_int, old: *mut c_int) -> c_int;
+}
+
+/// Registers a copy of itself every time it runs, so the sequence ends by
+/// refusing one, which the crate reports with a `write(2)` of its own.
+fn self_registering() {
+    hijack_tls::at_exit(self_registering);
+}
+
+/// A hook that turns cancellation back on (deferred, no cancellation point) and
+/// leaves a cancel pending, then returns normally. The crate's own report line
+/// at the end of the sequence is a `write`: a cancellation point outside any
+/// cancel buffer. The thread must still end and be joined; the process must not
+/// abort.
+#[test]
+fn a_hook_that_leaves_cancellation_enabled_does_not_abort_the_process() {
+    let case = "a_hook_that_leaves_cancellation_enabled_does_not_abort_the_process";
+    if is_child(case) {
+        let thread = spawn_raw(|| {
+            hijack_tls::at_exit(self_registering);
+            hijack_tls::at_exit(|| {
+                // SAFETY: the thread cancels itself while the sequence holds
+                // cancellation off (only marks it pending), then enables it,
+                // deferred: no cancellation point is reached here (not even a
+                // `write`).
+                unsafe {
+                    libc::pthread_cancel(libc::pthread_self());
+                    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, std::ptr::null_mut());
+                }
+            });
+            7
+        });
+        let value = join_raw(thread);
+        say(&format!("joined {}", if value == usize::MAX { "cancelled" } else { "returned" }));
+        return;
+    }
+    let mut failures = Vec::new();
+    for (mode, code, out, err) in run_in_both_modes(case) {
+        let joined = lines(&out).iter().any(|l| l.starts_with("joined "));
+        if code != Some(0) || !joined {
+            failures.push(format!("{mode}: exit {code:?}\n{out}\n{err}"));
+        }
+    }
+    assert!(failures.is_empty(), "the process must survive:\n{}", failures.join("\n---\n"));
+}
