@@ -66,6 +66,8 @@ pub(crate) trait Outcome {
     fn panicked(&mut self, payload: Box<dyn Any + Send>);
     /// A forced unwind (`pthread_exit`, a cancellation) ended `f` early.
     fn forced_unwind(&mut self, caught: cancel::CaughtUnwind);
+    /// Runs after every guarded call, however it ended.
+    fn after_each(&mut self) {}
 }
 
 /// Drops the target's values stored before `bound`, newest first, each outside any
@@ -96,6 +98,7 @@ pub(crate) fn guarded(f: impl FnOnce(), outcome: &mut dyn Outcome) {
         Ok(Some(caught)) => outcome.forced_unwind(caught),
         Err(payload) => outcome.panicked(payload),
     }
+    outcome.after_each();
 }
 
 /// Runs this thread's exit sequence, started by `trigger`, if it has a record
@@ -107,11 +110,34 @@ pub(crate) fn run(trigger: ExitTrigger) {
     if record::current_ptr().is_null() {
         return;
     }
-    let _no_cancel = cancel::Hold::new();
+    let no_cancel = cancel::Hold::new();
+    let caught = run_generations(trigger);
+    drop(no_cancel);
+    // Started by glibc's forced unwind, the sequence may run at its first step
+    // (the main thread, a `dlopen`ed copy), and glibc's unwind goes on after it.
+    // A hook's own `pthread_exit` reused the thread's one unwind state
+    // (`self->exc`), whose stop argument now names the hook's dead cancel buffer:
+    // returning would resume from it. So the thread's exit goes on from here
+    // instead, towards the buffer the hook's unwind would have reached next.
+    if trigger == ExitTrigger::ForcedUnwind
+        && let Some(caught) = caught
+    {
+        // SAFETY: every frame between here and the thread's start is glibc's
+        // unwinder (C with unwind tables), `forced_unwind::on_forced_unwind`
+        // ("C-unwind") and the frames the outer unwind was already unwinding.
+        unsafe { caught.resume() }
+    }
+}
+
+/// The sequences of the current record and of records re-created during it, up
+/// to [`MAX_ROUNDS`] generations; returns the first forced unwind a handler or
+/// drop ended with, if any.
+fn run_generations(trigger: ExitTrigger) -> Option<cancel::CaughtUnwind> {
+    let mut caught = None;
     for _generation in 0..=MAX_ROUNDS {
         let record = record::current_ptr();
-        if record.is_null() || !run_record(record, trigger) {
-            return;
+        if record.is_null() || !run_record(record, trigger, &mut caught) {
+            return caught;
         }
     }
     if !record::current_ptr().is_null() {
@@ -120,11 +146,16 @@ pub(crate) fn run(trigger: ExitTrigger) {
              the newest is left to its TLS destructor"
         ));
     }
+    caught
 }
 
 /// Runs the exit sequence of `record`, this thread's current record, and frees it.
 /// Returns `false` if its sequence was already running (a nested call).
-fn run_record(record: *mut Record, trigger: ExitTrigger) -> bool {
+fn run_record(
+    record: *mut Record,
+    trigger: ExitTrigger,
+    caught: &mut Option<cancel::CaughtUnwind>,
+) -> bool {
     // SAFETY: the caller passes this thread's live CURRENT record.
     let (id, already, hijacked) = unsafe {
         record::borrow(record, |r| {
@@ -177,6 +208,9 @@ fn run_record(record: *mut Record, trigger: ExitTrigger) -> bool {
         ));
     }
     outcome.report(id);
+    if caught.is_none() {
+        *caught = outcome.caught;
+    }
     true
 }
 
@@ -202,6 +236,8 @@ struct SequenceOutcome {
     panics: usize,
     first_panic: Option<String>,
     forced_unwinds: usize,
+    /// The first forced unwind, for [`run`] to resume where glibc's own goes on.
+    caught: Option<cancel::CaughtUnwind>,
 }
 
 impl Outcome for SequenceOutcome {
@@ -214,8 +250,16 @@ impl Outcome for SequenceOutcome {
     }
 
     /// Ends only that handler or drop: the thread is leaving already.
-    fn forced_unwind(&mut self, _caught: cancel::CaughtUnwind) {
+    fn forced_unwind(&mut self, caught: cancel::CaughtUnwind) {
         self.forced_unwinds += 1;
+        self.caught.get_or_insert(caught);
+    }
+
+    /// A handler may have enabled cancellation again and returned: it is held
+    /// off once more before anything else runs (the sequence's own `write` on
+    /// stderr is a cancellation point).
+    fn after_each(&mut self) {
+        cancel::disable();
     }
 }
 

@@ -5,10 +5,13 @@
 //! `setjmp` buffer and `longjmp`s there, skipping the hijacked return. Just before
 //! that `longjmp`, its stop function runs the thread's *old-style* cleanup buffers
 //! (`_pthread_cleanup_push`) that the unwind has left (glibc `nptl/unwind.c`,
-//! `unwind_stop`). We push one such buffer per hijacked thread; it lives in static
-//! TLS, which glibc places above the thread's stack frames, so glibc considers it
-//! "left" only at the final step: the exit sequence then runs after every frame has
-//! been unwound and before any TLS destructor. NOTES.md ("pthread_exit and
+//! `unwind_stop`). We push one such buffer per hijacked thread. In the executable
+//! (or an object loaded with it) it lives in static TLS, which glibc places above
+//! the thread's stack frames, so glibc considers it "left" only at the final
+//! step: the exit sequence then runs after every frame has been unwound and
+//! before any TLS destructor. On the main thread, and in a `dlopen`ed copy of the
+//! crate (dynamic TLS, allocated below the stack), it is "left" at the first step:
+//! the sequence runs before the frames unwind. NOTES.md ("pthread_exit and
 //! pthread_cancel") has the analysis and the hazards.
 
 use core::cell::{Cell, UnsafeCell};
@@ -19,7 +22,7 @@ use std::sync::OnceLock;
 /// glibc's `struct _pthread_cleanup_buffer` (`<pthread.h>`).
 #[repr(C)]
 struct CleanupBuffer {
-    routine: Option<unsafe extern "C" fn(*mut c_void)>,
+    routine: Option<unsafe extern "C-unwind" fn(*mut c_void)>,
     arg: *mut c_void,
     cancel_type: c_int,
     prev: *mut CleanupBuffer,
@@ -31,7 +34,7 @@ impl CleanupBuffer {
 }
 
 type PushFn =
-    unsafe extern "C" fn(*mut CleanupBuffer, unsafe extern "C" fn(*mut c_void), *mut c_void);
+    unsafe extern "C" fn(*mut CleanupBuffer, unsafe extern "C-unwind" fn(*mut c_void), *mut c_void);
 type PopFn = unsafe extern "C" fn(*mut CleanupBuffer, c_int);
 
 /// `_pthread_cleanup_push` and `_pthread_cleanup_pop`, looked up at run time so the
@@ -52,7 +55,7 @@ fn cleanup_api() -> Option<(PushFn, PopFn)> {
 }
 
 thread_local! {
-    /// This thread's cleanup buffer: static TLS, so it outlives every use by glibc.
+    /// This thread's cleanup buffer: TLS, so it outlives every use by glibc.
     static BUFFER: UnsafeCell<CleanupBuffer> = const { UnsafeCell::new(CleanupBuffer::EMPTY) };
     /// Whether BUFFER is (or was once) on glibc's list: it is never pushed twice.
     static PUSHED: Cell<bool> = const { Cell::new(false) };
@@ -95,8 +98,11 @@ pub(crate) fn disarm() {
 }
 
 /// Called by glibc's forced-unwind stop function at the last step before it
-/// `longjmp`s into `start_thread`. Never unwinds.
-extern "C" fn on_forced_unwind(_arg: *mut c_void) {
+/// `longjmp`s into `start_thread` (at the first step on the main thread and in a
+/// `dlopen`ed copy). "C-unwind": when a handler's own `pthread_exit` was caught,
+/// the exit sequence continues the thread's exit from inside this call (see
+/// `exit::run`); nothing else unwinds out of it.
+extern "C-unwind" fn on_forced_unwind(_arg: *mut c_void) {
     crate::hijack::thread_is_exiting();
     crate::exit::run(crate::status::ExitTrigger::ForcedUnwind);
 }

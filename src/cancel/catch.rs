@@ -18,11 +18,14 @@
 //! into the caller's `catch_unwind`; the [`Unregister`] guard takes the buffer
 //! off glibc's list on that path too.
 //!
-//! What a caught `pthread_exit` loses: its value. The thread ends as it was
-//! already ending (with its start routine's result, or the outer `pthread_exit`'s
-//! value on the forced-unwind path). glibc's `__do_cancel` has also set the
-//! thread's `EXITING_BIT`, so later cancel requests are ignored, as they would
-//! be once the thread had ended.
+//! What a caught `pthread_exit` leaves behind: glibc's `__pthread_exit` stored
+//! its value (`self->result`) before unwinding, so `pthread_join` reports it,
+//! unless the thread's start routine returned into the trampoline, after which
+//! `start_thread` stores the routine's own result. glibc's `__do_cancel` has also
+//! set the thread's `EXITING_BIT`, so later cancel requests are ignored, as they
+//! would be once the thread had ended. On the forced-unwind path the exit
+//! sequence then continues the thread's exit itself (`exit::run`,
+//! [`CaughtUnwind::resume`]).
 
 use core::ffi::{c_int, c_void};
 use core::ptr;

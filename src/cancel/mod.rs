@@ -57,7 +57,7 @@ mod abi {
 
 /// Disables cancellation on this thread; returns the state before (`DISABLE`
 /// where there is no cancellation).
-fn disable() -> core::ffi::c_int {
+pub(crate) fn disable() -> core::ffi::c_int {
     #[cfg(unix)]
     {
         let mut old_state = abi::DISABLE;

