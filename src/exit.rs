@@ -276,7 +276,7 @@ impl SequenceOutcome {
             let count = self.forced_unwinds;
             report::line(format_args!(
                 "thread {id}: {count} at-exit handler(s) or value drop(s) ended by pthread_exit \
-                 or a cancellation; the exit sequence went on (a pthread_exit value there is lost)"
+                 or a cancellation; the exit sequence went on, then the thread's exit"
             ));
         }
     }

@@ -38,10 +38,13 @@
 //! acts after it, at the thread's next cancellation point (an asynchronous cancel
 //! type is left deferred). A `pthread_exit` (or a cancellation a hook re-enabled)
 //! inside an at-exit hook or a value's drop during the sequence ends only that
-//! hook or drop: the sequence goes on, and the value passed to `pthread_exit` is
-//! lost. Inside a drop run by [`reset`] or [`unload`], the other values still drop
-//! and then the thread's exit goes on from that call. (glibc on x86_64 and
-//! aarch64; elsewhere such an unwind is caught like a panic.)
+//! hook or drop: the sequence goes on, then the thread's exit; `pthread_join`
+//! reports the last `pthread_exit` value, except for a hijacked thread whose start
+//! routine returned (its own result). Inside a drop run by [`reset`] or [`unload`],
+//! the other values still drop and then the thread's exit goes on from that call.
+//! A thread's first use defers cancellation until its record is armed. (glibc on
+//! x86_64 and aarch64; elsewhere a forced unwind inside a hook is not caught, and
+//! meets the `catch_unwind` around it.)
 //!
 //! # Kill switch
 //! `HIJACK_TLS=off` (also `0`, `false`, `no`) in the environment makes every thread use
