@@ -110,6 +110,17 @@ pub(crate) fn run(trigger: ExitTrigger) {
     if record::current_ptr().is_null() {
         return;
     }
+    if record::is_borrowed() {
+        // No sequence can be running here: every trigger comes after the frames
+        // that borrow the record, so this borrow will never end.
+        let id = record::abandon_borrowed();
+        report::line(format_args!(
+            "thread {id}: left while the crate was changing its record (an asynchronous \
+             cancel, or exit/pthread_exit inside a key's Eq); the record was leaked and its \
+             exit sequence not run"
+        ));
+        return;
+    }
     let no_cancel = cancel::Hold::new();
     let caught = run_generations(trigger);
     drop(no_cancel);

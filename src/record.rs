@@ -452,6 +452,19 @@ pub(crate) fn is_borrowed() -> bool {
     LOCAL.with(|local| local.borrowed.get())
 }
 
+/// Forgets a record whose borrow will never end: the thread is leaving from
+/// inside it (an asynchronous cancel, or `exit`/`pthread_exit` called from a
+/// key's `Eq`), so the record may be half-changed. It is leaked, not run, and the
+/// thread starts afresh (a later first use in its teardown gets a new record).
+/// Returns the abandoned record's ID.
+pub(crate) fn abandon_borrowed() -> u64 {
+    let id = current_id();
+    LOCAL.with(|local| local.borrowed.set(false));
+    set_current(ptr::null_mut());
+    publish_no_record();
+    id
+}
+
 /// Borrows the record at `record` for `f`, which must not run user code other than a
 /// key's `Eq`/`Hash`.
 ///
@@ -515,19 +528,34 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&mut Record) -> R) -> Option<R> {
 /// Runs `f` on this thread's record, creating and arming one first if needed.
 #[inline]
 pub(crate) fn with_current_or_create<R>(f: impl FnOnce(&mut Record) -> R) -> R {
-    let mut record = current_ptr();
+    let record = current_ptr();
     if record.is_null() {
-        record = create();
+        return create_then(f);
     }
-    // SAFETY: `record` is this thread's live record: either CURRENT or just created.
+    // SAFETY: `record` is this thread's live record.
     unsafe { borrow(record, f) }
+}
+
+/// The first use: creates, arms and installs a record, then runs `f` on it, all
+/// with cancellation deferred ([`Deferral`](crate::cancel::Deferral)): an
+/// asynchronous cancel can land neither in the walk nor inside a borrow, where it
+/// would leave the record half-changed and the borrow flag set. A cancel that
+/// arrived meanwhile acts once both are done.
+#[cold]
+#[inline(never)]
+fn create_then<R>(f: impl FnOnce(&mut Record) -> R) -> R {
+    let deferral = crate::cancel::Deferral::new();
+    let record = create();
+    // SAFETY: just created and installed as CURRENT.
+    let result = unsafe { borrow(record, f) };
+    deferral.end();
+    result
 }
 
 /// Creates, arms and installs a new record for this thread.
 #[cold]
 #[inline(never)]
 fn create() -> *mut Record {
-    let deferral = crate::cancel::Deferral::new();
     let record = Box::into_raw(Box::new(Record {
         id: next_id(),
         keyed: KeyedMap::new(),
@@ -544,8 +572,6 @@ fn create() -> *mut Record {
     publish_status(arming.status());
     // SAFETY: just created and installed; no user code ran since.
     unsafe { borrow(record, |r| r.arming = arming) };
-    // The record is complete and armed: a cancel deferred meanwhile may act now.
-    deferral.end();
     record
 }
 

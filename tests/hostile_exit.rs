@@ -592,3 +592,50 @@ fn a_hijack_whose_trampoline_never_runs_is_counted_and_reported() {
     assert!(hook.contains("on a hijacked thread whose trampoline never ran"), "{hook}");
     assert!(err.contains("the trampoline never ran"), "{err}");
 }
+
+// ---- leaving from inside a borrow of the record ------------------------------
+
+/// A key whose `Eq` ends the process with `exit(0)`: glibc then runs this
+/// thread's TLS destructors while the crate is inside its borrow of the record.
+struct ExitingKey(u8);
+
+impl std::hash::Hash for ExitingKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for ExitingKey {
+    fn eq(&self, other: &Self) -> bool {
+        say("key's Eq calls exit");
+        // SAFETY: ends the process; nothing here is used afterwards.
+        unsafe { libc::exit(0) }
+        #[allow(unreachable_code)]
+        {
+            self.0 == other.0
+        }
+    }
+}
+
+impl Eq for ExitingKey {}
+
+#[test]
+fn exit_inside_a_key_eq_leaks_the_record_and_says_so() {
+    if is_child("exit_inside_a_key_eq_leaks_the_record_and_says_so") {
+        std::thread::spawn(|| {
+            hijack_tls::at_exit(|| say("hook of the abandoned record ran"));
+            hijack_tls::set(ExitingKey(1), 1_u8);
+            // The probe for an equal key calls Eq, inside the borrow.
+            hijack_tls::set(ExitingKey(1), 2_u8);
+        })
+        .join()
+        .unwrap();
+        return;
+    }
+    for (out, err) in run_in_both_modes("exit_inside_a_key_eq_leaks_the_record_and_says_so") {
+        assert_eq!(count(&out, "key's Eq calls exit"), 1, "{out}");
+        assert_eq!(count(&out, "hook of the abandoned record ran"), 0, "{out}");
+        assert!(err.contains("the record was leaked"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
