@@ -606,14 +606,10 @@ impl std::hash::Hash for ExitingKey {
 }
 
 impl PartialEq for ExitingKey {
-    fn eq(&self, other: &Self) -> bool {
+    fn eq(&self, _other: &Self) -> bool {
         say("key's Eq calls exit");
         // SAFETY: ends the process; nothing here is used afterwards.
         unsafe { libc::exit(0) }
-        #[allow(unreachable_code)]
-        {
-            self.0 == other.0
-        }
     }
 }
 
