@@ -43,15 +43,16 @@ thread_local! {
 /// calls after the TLS destructors.
 pub(crate) fn arm() -> Destructor {
     let key_set = set_exit_key();
-    let main = is_main_thread();
-    if main && MAIN_TLS_DESTROYED.load(Ordering::Acquire) {
+    // The flag first: `is_main_thread` costs two system calls, which a first use
+    // pays only once the main thread is inside `exit()` or its guard is gone.
+    if MAIN_TLS_DESTROYED.load(Ordering::Acquire) && is_main_thread() {
         return arm_at_process_exit();
     }
     // Touching GUARD registers its destructor; it fails once that has run.
     if GUARD.try_with(|_| ()).is_ok() {
         return Destructor::ThreadLocal;
     }
-    if main {
+    if is_main_thread() {
         return arm_at_process_exit();
     }
     if key_set { Destructor::PthreadKey } else { Destructor::Unarmed }
