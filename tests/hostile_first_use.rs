@@ -143,7 +143,7 @@ fn refuse_syscalls(syscalls: &[libc::c_long]) {
 /// the main thread), the shadow-stack queries (`arch_prctl`, `prctl`), and
 /// `gettid`/`getpid` (the main-thread test).
 fn refused_by_the_filter() -> Vec<libc::c_long> {
-    let mut calls = vec![
+    let common = [
         libc::SYS_sched_getaffinity,
         libc::SYS_openat,
         libc::SYS_prctl,
@@ -152,8 +152,10 @@ fn refused_by_the_filter() -> Vec<libc::c_long> {
         libc::SYS_readlinkat,
     ];
     #[cfg(target_arch = "x86_64")]
-    calls.extend([libc::SYS_arch_prctl, libc::SYS_open]);
-    calls
+    let isa = [libc::SYS_arch_prctl, libc::SYS_open];
+    #[cfg(not(target_arch = "x86_64"))]
+    let isa: [libc::c_long; 0] = [];
+    common.into_iter().chain(isa).collect()
 }
 
 #[test]
