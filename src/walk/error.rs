@@ -195,6 +195,13 @@ pub(crate) enum WalkError {
         /// The stack pointer glibc called it with.
         top: u64,
     },
+    /// The start routine's return address is signed (aarch64 PAC), but not with
+    /// its CFA as the modifier, as the frame's own `paciasp` signs it: the slot
+    /// holds a word signed for another frame, or the CFA is not the real one.
+    SignedForAnotherCfa {
+        /// The CFA the walk computed for the frame.
+        cfa: u64,
+    },
 }
 
 /// The kind of a CFI rule, for error messages.
@@ -360,6 +367,11 @@ impl fmt::Display for WalkError {
                 f,
                 "the libc frames below the start routine end at CFA {cfa:#x}, not the stack top \
                  {top:#x} glibc started the thread on"
+            ),
+            Self::SignedForAnotherCfa { cfa } => write!(
+                f,
+                "the start routine's signed return address was not signed with its CFA \
+                 {cfa:#x}: the slot or the CFA is not the frame's own"
             ),
         }
     }

@@ -130,6 +130,7 @@ impl Target {
             (rule, _) => return Err(WalkError::SlotRuleNotOffset { rule }),
         };
         check_slot(&target, slot)?;
+        check_signature(&target)?;
         check_stack_top(tail, mem)?;
         if mem.read_u64(slot)? != target.return_address {
             return Err(WalkError::SlotMismatch);
@@ -170,6 +171,24 @@ fn check_slot(target: &Candidate, slot: u64) -> Result<(), WalkError> {
     }
     if target.caller_sp != Some(cfa) {
         return Err(WalkError::CallerSpNotCfa { sp: target.caller_sp, cfa });
+    }
+    Ok(())
+}
+
+/// A signed return address must be signed for this frame: `paciasp` signs x30
+/// with the sp at entry, the frame's real CFA, as the modifier, so re-signing
+/// the stripped address with the walk's CFA must give the stored word back.
+/// Signing uses the calling thread's keys, so this holds only on the thread that
+/// owns the frame (the walk runs there). Without PAC both are the plain address
+/// and this check passes whatever the CFA (NOTES.md, "Slot checks").
+fn check_signature(target: &Candidate) -> Result<(), WalkError> {
+    if !target.ra_signed {
+        return Ok(());
+    }
+    let stored = target.return_address;
+    let original = arch::strip_return_address(stored, true);
+    if arch::sign_return_address(original, target.cfa) != stored {
+        return Err(WalkError::SignedForAnotherCfa { cfa: target.cfa });
     }
     Ok(())
 }

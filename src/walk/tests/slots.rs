@@ -126,3 +126,81 @@ fn main_stack_top_elsewhere_or_unknown() {
     });
     assert_eq!(unknown, Err(WalkError::StackTopUnknown));
 }
+
+/// aarch64 pointer authentication: a signed slot is bound to its frame's CFA.
+#[cfg(target_arch = "aarch64")]
+mod signed {
+    use super::super::cfi::{self, Cfi};
+    use super::super::fake::FakeStack;
+    use super::super::world::*;
+    use crate::arch::{self, Context};
+    use crate::walk::{ExitSlot, WalkError};
+    use gimli::AArch64;
+
+    /// INNER's sp; START's sp is 16 above it.
+    const INNER_SP: u64 = STACK + 0x100;
+    /// START's sp.
+    const START_SP: u64 = INNER_SP + 16;
+    /// START's real CFA: a 64-byte frame, its frame record at the top.
+    const REAL_CFA: u64 = START_SP + 64;
+    /// start_thread's frame pointer: its 32-byte frame's record is at its sp + 16
+    /// and its CFA is `x29 + 16`, as glibc's `start_thread` has `x29 + 48`.
+    const THREAD_FP: u64 = REAL_CFA + 16;
+
+    /// INNER → START → start_thread → thread_start with START's frame record at
+    /// REAL_CFA - 16, signed for REAL_CFA, and a verbatim copy of that record at
+    /// START_SP + 16. START's CFI says its CFA is `START_SP + cfa_offset`, with
+    /// the record at CFA - 16; start_thread's CFA comes from x29, so both a
+    /// truthful and a lying START end the tail at the stack top.
+    fn walk_signed(cfa_offset: i32) -> Result<ExitSlot, WalkError> {
+        let signed = arch::sign_return_address(ret(START_THREAD), REAL_CFA);
+        let mut stack = FakeStack::new(STACK, 0x1000);
+        stack.put(INNER_SP + 8, ret(START));
+        for record in [REAL_CFA - 16, START_SP + 16] {
+            stack.put(record, THREAD_FP);
+            stack.put(record + 8, signed);
+        }
+        stack.put(THREAD_FP, 0);
+        stack.put(THREAD_FP + 8, ret(CLONE));
+        stack.tops.thread = Some(THREAD_FP + 16);
+        let mut ctx = Context::new();
+        ctx.set(AArch64::SP, INNER_SP);
+        ctx.set_pc(ret(INNER));
+        let start_rules = vec![
+            Cfi::NegateRaState,
+            Cfi::Cfa(AArch64::SP, cfa_offset),
+            Cfi::Offset(AArch64::X29, -16),
+            Cfi::Offset(AArch64::X30, -8),
+        ];
+        let mut objects = objects(&[(START, start_rules)]);
+        let thread_rules = vec![Cfi::Cfa(AArch64::X29, 16), Cfi::Offset(AArch64::X29, -16)];
+        let libc_funcs = [
+            cfi::Func::new(START_THREAD, 0x100, thread_rules),
+            cfi::Func::new(CLONE, 0x100, vec![Cfi::Cfa(AArch64::SP, 0)]).no_ra(),
+        ];
+        objects.0[1] = cfi::object(LIBC, true, &libc_funcs);
+        walk(&ctx, &mut stack, &mut objects).0
+    }
+
+    #[test]
+    fn signed_slot_at_its_own_cfa_passes() {
+        let found = walk_signed(64).map(|s| (s.slot, s.cfa, s.ra_signed));
+        assert_eq!(found, Ok((REAL_CFA - 8, REAL_CFA, true)));
+    }
+
+    #[test]
+    fn signed_slot_in_a_copied_frame_record_is_refused() {
+        // The lie: CFA = START_SP + 32, so the record is the copy at START_SP + 16.
+        // x29 read there is start_thread's real one, so the tail ends at the real
+        // stack top; only the signature, made for REAL_CFA, gives it away.
+        let result = walk_signed(32);
+        if arch::pointer_auth_supported() {
+            let cfa = START_SP + 32;
+            assert_eq!(result, Err(WalkError::SignedForAnotherCfa { cfa }));
+        } else {
+            // Without PAC nothing is signed and the check is vacuous: the copy
+            // is believed (NOTES.md, "Slot checks").
+            assert_eq!(result.map(|s| s.slot), Ok(START_SP + 24));
+        }
+    }
+}
