@@ -257,3 +257,26 @@ fn plain_c_host_is_hijacked() {
     let lines = run_host(pie_host(), &[]);
     assert_host_report(&lines, "libc.so.6");
 }
+
+/// The C host built with gcc's `-fsanitize=<name>`: the runtime (libasan,
+/// libtsan) is loaded first and intercepts `pthread_create` with a start routine
+/// of its own. x86_64 only: the cross toolchain's sanitizer runtimes do not run
+/// under qemu-user.
+#[cfg(target_arch = "x86_64")]
+fn sanitized_host(name: &str) -> Vec<String> {
+    let flag = format!("-fsanitize={name}");
+    let host = build("host.c", &format!("interposer-host-{name}"), &[&flag, "-g"]);
+    run_host(&host, &[])
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn gcc_address_sanitizer_host_is_hijacked() {
+    assert_host_report(&sanitized_host("address"), "libasan.so");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn gcc_thread_sanitizer_host_is_hijacked() {
+    assert_host_report(&sanitized_host("thread"), "libtsan.so");
+}
