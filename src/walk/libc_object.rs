@@ -45,3 +45,33 @@ fn own_symbol(object: &CStr, symbol: &CStr) -> Option<u64> {
     unsafe { libc::dlclose(handle) };
     (!address.is_null()).then_some(address as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The file `dladdr` names for `address`.
+    fn file_of(address: u64) -> String {
+        // SAFETY: an all-zero `Dl_info` is a valid out-value.
+        let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+        // SAFETY: dladdr only reads loader state and writes `info`.
+        let found = unsafe { libc::dladdr(address as *const c_void, &mut info) } != 0;
+        assert!(found && !info.dli_fname.is_null(), "{address:#x} is in no object");
+        // SAFETY: a non-null `dli_fname` is a NUL-terminated string.
+        unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn pthread_create_is_libcs_own() {
+        let file = file_of(pthread_create_address());
+        assert!(file.ends_with("/libc.so.6"), "{file}");
+    }
+
+    #[test]
+    fn a_missing_object_or_symbol_is_none() {
+        assert_eq!(own_symbol(c"libhijack-tls-no-such-object.so", c"pthread_create"), None);
+        assert_eq!(own_symbol(c"libc.so.6", c"hijack_tls_no_such_symbol"), None);
+        let address = own_symbol(c"libc.so.6", c"pthread_create").expect("libc's pthread_create");
+        assert_eq!(address, pthread_create_address());
+    }
+}
