@@ -7,6 +7,7 @@
 
 use super::after_fork;
 use super::find_object::{self, FindObjectFn};
+use super::libc_object;
 use super::mapped::Mapped;
 use super::{ObjectInfo, Objects, WalkError, phdr};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -65,7 +66,7 @@ pub(crate) struct LoadedObjects {
 
 impl LoadedObjects {
     /// The best lookup available. The first call in the process resolves
-    /// `_dl_find_object` and libc with `dlsym`/`_dl_find_object`, which is not
+    /// `_dl_find_object` and libc with `dlopen`/`dlsym`/`_dl_find_object`, which is not
     /// async-signal-safe; later calls are.
     pub(crate) fn new() -> Self {
         Self::with_strategy(Strategy::best())
@@ -82,10 +83,10 @@ impl LoadedObjects {
         let mut libc = LIBC_ID.load(Ordering::Relaxed);
         let lookup_allowed = !loader_lock_may_be_held || strategy.is_lock_free();
         if libc == LIBC_UNKNOWN && lookup_allowed {
-            // libc is the object holding `pthread_create` (glibc 2.34+ merged
-            // libpthread into libc). In a PIE or shared object the function's
-            // address comes from the GOT, so it is libc's own, not a PLT stub.
-            let marker = libc::pthread_create as *const () as u64;
+            // libc is the object holding glibc's own `pthread_create` (and
+            // `start_thread`), found in libc's scope: no interposer, sanitizer
+            // or canonical PLT stub can stand in for it (`libc_object`).
+            let marker = libc_object::pthread_create_address();
             libc = strategy.find(marker).map_or(LIBC_NOT_FOUND, |m| m.id());
             LIBC_ID.store(libc, Ordering::Relaxed);
         }

@@ -85,10 +85,13 @@ impl StackMemory {
     /// thing, from a shallow frame: the register capture and the walk's closures
     /// add about 1.5 KiB in a debug build, and on a `PTHREAD_STACK_MIN` stack
     /// they overflowed before the check in [`on_stack`](Self::on_stack) ran.
+    ///
+    /// The sp is the captured register, not a local's address: under
+    /// AddressSanitizer's use-after-return detection a local whose address is
+    /// taken lives on a "fake stack" on the heap, and every walk failed here.
     #[inline(never)]
     pub(crate) fn room() -> Result<(u64, u64), WalkError> {
-        let marker = 0_u8;
-        let sp = core::ptr::addr_of!(marker) as u64;
+        let sp = crate::arch::with_context(|ctx| ctx.sp()).ok_or(WalkError::StackBounds)?;
         let (lo, hi) = super::thread_stack::current()?;
         check_room(sp, lo, hi)?;
         Ok((lo, hi))

@@ -18,6 +18,7 @@ mod find_object;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz;
 mod headers;
+mod libc_object;
 mod loaded;
 mod mapped;
 mod memory;

@@ -18,7 +18,8 @@ pub(crate) struct ObjectInfo<'a> {
     pub(crate) eh_frame: &'a [u8],
     /// Address `.eh_frame` is mapped at (base for its pc-relative pointers).
     pub(crate) eh_frame_addr: u64,
-    /// Whether this object is the C library (the one holding `pthread_create`).
+    /// Whether this object is the C library (the one defining `pthread_create` and
+    /// `start_thread`; see `libc_object`).
     pub(crate) is_libc: bool,
 }
 
