@@ -541,15 +541,26 @@ pub(crate) fn with_current_or_create<R>(f: impl FnOnce(&mut Record) -> R) -> R {
 /// asynchronous cancel can land neither in the walk nor inside a borrow, where it
 /// would leave the record half-changed and the borrow flag set. A cancel that
 /// arrived meanwhile acts once both are done.
+///
+/// This frame holds nothing to drop, and the borrow (with its guard) runs in a
+/// frame of its own: an asynchronous cancel that lands here, before the deferral
+/// or after it, unwinds a frame without cleanups, which is allowed at any
+/// instruction (one with a landing-pad table is unwound only at its calls).
 #[cold]
 #[inline(never)]
 fn create_then<R>(f: impl FnOnce(&mut Record) -> R) -> R {
     let deferral = crate::cancel::Deferral::new();
-    let record = create();
-    // SAFETY: just created and installed as CURRENT.
-    let result = unsafe { borrow(record, f) };
+    let result = create_and_borrow(f);
     deferral.end();
     result
+}
+
+/// Creates the record and runs `f` on it ([`create_then`]'s deferred part).
+#[inline(never)]
+fn create_and_borrow<R>(f: impl FnOnce(&mut Record) -> R) -> R {
+    let record = create();
+    // SAFETY: just created and installed as CURRENT.
+    unsafe { borrow(record, f) }
 }
 
 /// Creates, arms and installs a new record for this thread.
