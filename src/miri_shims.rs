@@ -26,3 +26,53 @@ pub(crate) unsafe extern "C" fn atexit(handler: extern "C" fn()) -> libc::c_int 
     REGISTERED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(handler);
     0
 }
+
+#[cfg(all(unix, not(miri)))]
+pub(crate) use cancel_state::{pthread_setcancelstate, pthread_setcanceltype};
+
+/// glibc's cancel-state calls. "C-unwind": enabling cancellation with an
+/// asynchronous type and a cancel pending starts the forced unwind inside the
+/// call (glibc's `pthread_setcancelstate` calls `__do_cancel`).
+#[cfg(all(unix, not(miri)))]
+mod cancel_state {
+    use core::ffi::c_int;
+
+    unsafe extern "C-unwind" {
+        pub(crate) fn pthread_setcancelstate(state: c_int, old: *mut c_int) -> c_int;
+        pub(crate) fn pthread_setcanceltype(kind: c_int, old: *mut c_int) -> c_int;
+    }
+}
+
+/// The cancel-state calls under Miri, which has no thread cancellation (no
+/// `pthread_cancel`): the state is always "enabled, deferred", and setting it
+/// changes nothing a Miri run could observe.
+///
+/// # Safety
+/// As libc's: `old` is null or valid for a write.
+#[cfg(miri)]
+pub(crate) unsafe fn pthread_setcancelstate(
+    _state: libc::c_int,
+    old: *mut libc::c_int,
+) -> libc::c_int {
+    if !old.is_null() {
+        // SAFETY: the caller's guarantee.
+        unsafe { old.write(0) };
+    }
+    0
+}
+
+/// See [`pthread_setcancelstate`].
+///
+/// # Safety
+/// As libc's: `old` is null or valid for a write.
+#[cfg(miri)]
+pub(crate) unsafe fn pthread_setcanceltype(
+    _kind: libc::c_int,
+    old: *mut libc::c_int,
+) -> libc::c_int {
+    if !old.is_null() {
+        // SAFETY: the caller's guarantee.
+        unsafe { old.write(0) };
+    }
+    0
+}

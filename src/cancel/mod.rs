@@ -46,13 +46,7 @@ mod abi {
     pub(super) const DISABLE: c_int = 1;
     pub(super) const DEFERRED: c_int = 0;
 
-    // "C-unwind": enabling cancellation with an asynchronous type and a cancel
-    // pending starts the forced unwind inside the call (glibc's
-    // `pthread_setcancelstate` calls `__do_cancel`); `Deferral::end` allows that.
-    unsafe extern "C-unwind" {
-        pub(super) fn pthread_setcancelstate(state: c_int, old: *mut c_int) -> c_int;
-        pub(super) fn pthread_setcanceltype(kind: c_int, old: *mut c_int) -> c_int;
-    }
+    pub(super) use crate::miri_shims::{pthread_setcancelstate, pthread_setcanceltype};
 }
 
 /// Disables cancellation on this thread; returns the state before (`DISABLE`
