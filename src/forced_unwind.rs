@@ -10,8 +10,9 @@
 //! the thread's stack frames, so glibc considers it "left" only at the final
 //! step: the exit sequence then runs after every frame has been unwound and
 //! before any TLS destructor. On the main thread, and in a `dlopen`ed copy of the
-//! crate (dynamic TLS, allocated below the stack), it is "left" at the first step:
-//! the sequence runs before the frames unwind. NOTES.md ("pthread_exit and
+//! crate whose TLS glibc allocates dynamically below the stack (x86_64; on aarch64
+//! glibc served it from static TLS here), it is "left" at the first step: the
+//! sequence runs before the frames unwind. NOTES.md ("pthread_exit and
 //! pthread_cancel") has the analysis and the hazards.
 
 use core::cell::{Cell, UnsafeCell};

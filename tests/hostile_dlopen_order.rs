@@ -62,9 +62,13 @@ fn pthread_exit_in_a_dlopened_copy_runs_hooks_once_before_the_frames_unwind() {
         return;
     }
     assert_eq!(COUNTERS.handlers.load(Ordering::SeqCst), 2, "both handlers ran");
-    assert_eq!(
-        HANDLERS_AT_LOCAL_DROP.load(Ordering::SeqCst),
-        2,
-        "documented: in a dlopen'ed copy the hooks run at the unwind's first step"
-    );
+    // Documented: where glibc puts the copy's TLS below the stack (dynamic TLS,
+    // x86_64 here), the hooks run at the unwind's first step, before the local
+    // drops; where it gives the copy static TLS from its surplus (aarch64 with
+    // TLS descriptors here), at the last step, after it. Never in between.
+    let at_drop = HANDLERS_AT_LOCAL_DROP.load(Ordering::SeqCst);
+    assert!(at_drop == 2 || at_drop == 0, "{at_drop} of 2 hooks had run when the local dropped");
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(at_drop, 2, "x86_64: the copy's TLS is dynamic, below the stack");
+    }
 }
