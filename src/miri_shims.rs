@@ -54,11 +54,8 @@ pub(crate) unsafe fn pthread_setcancelstate(
     _state: libc::c_int,
     old: *mut libc::c_int,
 ) -> libc::c_int {
-    if !old.is_null() {
-        // SAFETY: the caller's guarantee.
-        unsafe { old.write(0) };
-    }
-    0
+    // SAFETY: the caller's guarantee, passed on.
+    unsafe { report_enabled_deferred(old) }
 }
 
 /// See [`pthread_setcancelstate`].
@@ -70,6 +67,17 @@ pub(crate) unsafe fn pthread_setcanceltype(
     _kind: libc::c_int,
     old: *mut libc::c_int,
 ) -> libc::c_int {
+    // SAFETY: the caller's guarantee, passed on.
+    unsafe { report_enabled_deferred(old) }
+}
+
+/// Writes 0 (`PTHREAD_CANCEL_ENABLE`, `PTHREAD_CANCEL_DEFERRED`) to `old` if it is
+/// not null; returns 0 (success).
+///
+/// # Safety
+/// `old` is null or valid for a write.
+#[cfg(miri)]
+unsafe fn report_enabled_deferred(old: *mut libc::c_int) -> libc::c_int {
     if !old.is_null() {
         // SAFETY: the caller's guarantee.
         unsafe { old.write(0) };

@@ -95,16 +95,23 @@ pub fn rerun_self() -> Command {
     command
 }
 
-/// Runs the test named `case` of this test binary in a child process and returns
-/// (exit success, stdout, stderr). The child test body must start with
-/// `if !is_child("case") { return; }`.
-pub fn run_child(case: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+/// This test binary again, running only the test `case` as the child of `case`,
+/// with `env` added.
+fn child_command(case: &str, env: &[(&str, &str)]) -> Command {
     let mut command = rerun_self();
     command.args([case, "--exact", "--nocapture", "--test-threads=1"]);
     command.env("HIJACK_TLS_TEST_CHILD", case);
     for (name, value) in env {
         command.env(name, value);
     }
+    command
+}
+
+/// Runs the test named `case` of this test binary in a child process and returns
+/// (exit success, stdout, stderr). The child test body must start with
+/// `if !is_child("case") { return; }`.
+pub fn run_child(case: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut command = child_command(case, env);
     let output = command.output().unwrap();
     (
         output.status.success(),
@@ -125,12 +132,7 @@ pub fn run_child_timeout(
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
-    let mut command = rerun_self();
-    command.args([case, "--exact", "--nocapture", "--test-threads=1"]);
-    command.env("HIJACK_TLS_TEST_CHILD", case);
-    for (name, value) in env {
-        command.env(name, value);
-    }
+    let mut command = child_command(case, env);
     command.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child = command.spawn().unwrap();
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
