@@ -14,6 +14,16 @@ pub enum Status {
     /// The thread's bottom return address was replaced with the exit trampoline:
     /// the exit sequence runs the moment the start routine returns, before every
     /// TLS destructor of the thread.
+    ///
+    /// This is what happens *when the start routine returns*. A thread that leaves
+    /// by `pthread_exit` or cancellation runs the sequence from its cleanup buffer,
+    /// also before its TLS destructors. The main thread calling `exit()` or
+    /// [`std::process::exit`] before `main` returns skips the trampoline: glibc's
+    /// `exit` runs the thread's TLS destructors first, last registered first, and
+    /// the safety net the first use registered runs the sequence among them. TLS
+    /// destructors registered after that first use run before the hooks (and still
+    /// read `Hijacked`); those registered before it run after the hooks, which then
+    /// report [`ExitTrigger::Destructor`] with `hijack_missed: true`.
     Hijacked {
         /// Stack address of the return-address slot that now points at the trampoline.
         slot: usize,

@@ -91,6 +91,32 @@ fn child_forced(mode: &str) -> i32 {
     unsafe { pthread_exit(0) }
 }
 
+/// Says its name and what `status()` reports when dropped.
+struct Reporter(&'static str);
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        say(&format!("{} destroyed: {}", self.0, hijack_tls::status()));
+    }
+}
+
+thread_local! {
+    static BEFORE_FIRST_USE: Reporter = const { Reporter("registered before the first use") };
+    static AFTER_FIRST_USE: Reporter = const { Reporter("registered after the first use") };
+}
+
+/// The main thread, hijacked, calls `std::process::exit(9)` instead of returning:
+/// the trampoline never runs, glibc's `exit` runs the TLS destructors first
+/// (`__run_exit_handlers` → `__call_tls_dtors`, last registered first), and the
+/// safety net registered at the first use runs the sequence among them.
+fn child_process_exit() -> i32 {
+    BEFORE_FIRST_USE.with(|_| ());
+    hijack_tls::at_exit(|| say(&format!("handler: {}", hijack_tls::status())));
+    say(&format!("status: {}", hijack_tls::status()));
+    AFTER_FIRST_USE.with(|_| ());
+    std::process::exit(9)
+}
+
 fn run_child(env: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
     let mut command = common::rerun_self();
     command.env(CHILD, "1");
@@ -118,6 +144,7 @@ extern "C-unwind" fn main(
 fn run() -> i32 {
     match std::env::var(CHILD).as_deref() {
         Ok("1") => return child(),
+        Ok("process-exit") => return child_process_exit(),
         Ok(mode) => return child_forced(mode),
         Err(_) => {}
     }
@@ -178,7 +205,30 @@ fn run() -> i32 {
         check(&format!("pthread_{mode}_of_the_main_thread_runs_the_sequence_once"), ok, &lines);
     }
 
-    let passed = 6 - failed;
+    // `exit()` from the main thread: what README and `Status::Hijacked` promise.
+    let (code, lines) = run_child(&[(CHILD, "process-exit")]);
+    let events: Vec<_> = lines.iter().filter(|l| !l.starts_with("status: ")).cloned().collect();
+    let exited = "exit sequence started by the safety net (thread_local! destructor) on a \
+                  hijacked thread whose trampoline never ran";
+    let expected = if hijack_expected {
+        let hijacked = lines.iter().find_map(|l| l.strip_prefix("status: ")).unwrap_or_default();
+        vec![
+            format!("registered after the first use destroyed: {hijacked}"),
+            format!("handler: {exited}"),
+            format!("registered before the first use destroyed: {exited}"),
+        ]
+    } else {
+        Vec::new()
+    };
+    let ok = code == Some(9)
+        && if hijack_expected {
+            events == expected
+        } else {
+            events.iter().filter(|l| l.starts_with("handler: ")).count() == 1
+        };
+    check("process_exit_on_the_main_thread_runs_the_sequence_among_tls_destructors", ok, &lines);
+
+    let passed = 7 - failed;
     println!(
         "\ntest result: {}. {passed} passed; {failed} failed",
         if failed == 0 { "ok" } else { "FAILED" }
