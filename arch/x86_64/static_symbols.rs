@@ -21,9 +21,9 @@ pub(crate) const STATIC_SYMBOL_NAMES: [&core::ffi::CStr; 5] = [
     c"main",
 ];
 
-// x86_64: `.quad` is an 8-byte absolute address; for a weak undefined symbol the
-// static link writes 0 and leaves no relocation (static-pie: none for ld.so's
-// `_dl_relocate_static_pie` to resolve either).
+// x86_64: `.quad` is an 8-byte absolute address, resolved by the static link
+// (static-pie: made relative, applied by `_dl_relocate_static_pie` before any Rust
+// code runs); a weak symbol the link leaves undefined resolves to 0.
 core::arch::global_asm!(
     ".pushsection .data.rel.ro.hijack_tls_static_symbols,\"aw\",%progbits",
     ".p2align 3",
