@@ -4,7 +4,7 @@
 //! glibc's forced unwind stops at `start_thread`'s (or `__libc_start_call_main`'s)
 //! `setjmp` buffer and `longjmp`s there, skipping the hijacked return. Just before
 //! that `longjmp`, its stop function runs the thread's *old-style* cleanup buffers
-//! (`_pthread_cleanup_push`) that the unwind has left (glibc `nptl/unwind.c`,
+//! (`_pthread_cleanup_push`, linked directly) that the unwind has left (glibc `nptl/unwind.c`,
 //! `unwind_stop`). We push one such buffer per hijacked thread. In the executable
 //! (or an object loaded with it) it lives in static TLS, which glibc places above
 //! the thread's stack frames, so glibc considers it "left" only at the final
@@ -18,7 +18,6 @@
 use core::cell::{Cell, UnsafeCell};
 use core::ffi::{c_int, c_void};
 use core::ptr;
-use std::sync::OnceLock;
 
 /// glibc's `struct _pthread_cleanup_buffer` (`<pthread.h>`).
 #[repr(C)]
@@ -34,25 +33,19 @@ impl CleanupBuffer {
         Self { routine: None, arg: ptr::null_mut(), cancel_type: 0, prev: ptr::null_mut() };
 }
 
-type PushFn =
-    unsafe extern "C" fn(*mut CleanupBuffer, unsafe extern "C-unwind" fn(*mut c_void), *mut c_void);
-type PopFn = unsafe extern "C" fn(*mut CleanupBuffer, c_int);
-
-/// `_pthread_cleanup_push` and `_pthread_cleanup_pop`, looked up at run time so the
-/// crate keeps no link-time dependency on a glibc symbol version.
-fn cleanup_api() -> Option<(PushFn, PopFn)> {
-    static API: OnceLock<Option<(PushFn, PopFn)>> = OnceLock::new();
-    *API.get_or_init(|| {
-        let push = crate::libc_symbol::find(c"_pthread_cleanup_push")?;
-        let pop = crate::libc_symbol::find(c"_pthread_cleanup_pop")?;
-        // SAFETY: glibc's functions have exactly these C signatures (<pthread.h>).
-        Some(unsafe {
-            (
-                core::mem::transmute::<*mut c_void, PushFn>(push),
-                core::mem::transmute::<*mut c_void, PopFn>(pop),
-            )
-        })
-    })
+unsafe extern "C" {
+    /// glibc's `_pthread_cleanup_push` (nptl/cleanup_compat.c): links `buffer` at
+    /// the head of this thread's old-style cleanup list. Public in every glibc
+    /// the crate supports (libc.so.6 `GLIBC_2.34`, and libc.a), so it is linked
+    /// directly: `dlsym` finds nothing in a statically linked program.
+    fn _pthread_cleanup_push(
+        buffer: *mut CleanupBuffer,
+        routine: unsafe extern "C-unwind" fn(*mut c_void),
+        arg: *mut c_void,
+    );
+    /// glibc's `_pthread_cleanup_pop`: sets the list head to `buffer`'s `prev`,
+    /// running its routine if `execute` is non-zero.
+    fn _pthread_cleanup_pop(buffer: *mut CleanupBuffer, execute: c_int);
 }
 
 thread_local! {
@@ -62,24 +55,20 @@ thread_local! {
     static PUSHED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Pushes this thread's cleanup buffer, once per thread. Returns whether the
-/// forced-unwind path is covered.
-pub(crate) fn arm() -> bool {
-    let Some((push, _)) = cleanup_api() else { return false };
+/// Pushes this thread's cleanup buffer, once per thread.
+pub(crate) fn arm() {
     if PUSHED.with(|pushed| pushed.replace(true)) {
-        return true;
+        return;
     }
     let buffer = BUFFER.with(UnsafeCell::get);
     // SAFETY: `buffer` is this thread's static-TLS buffer, valid until the thread's
     // TLS is freed after every cleanup ran; it is pushed once and only glibc writes it.
-    unsafe { push(buffer, on_forced_unwind, ptr::null_mut()) };
-    true
+    unsafe { _pthread_cleanup_push(buffer, on_forced_unwind, ptr::null_mut()) };
 }
 
 /// Takes this thread's buffer off glibc's list if it is the newest entry (the
 /// trampoline calls this once the start routine has returned normally).
 pub(crate) fn disarm() {
-    let Some((push, pop)) = cleanup_api() else { return };
     if !PUSHED.with(Cell::get) {
         return;
     }
@@ -89,11 +78,11 @@ pub(crate) fn disarm() {
     // SAFETY: the probe is a live local popped again before it goes out of scope;
     // popping with execute = 0 runs nothing.
     unsafe {
-        push(&mut probe, on_forced_unwind, ptr::null_mut());
+        _pthread_cleanup_push(&mut probe, on_forced_unwind, ptr::null_mut());
         let head = probe.prev;
-        pop(&mut probe, 0);
+        _pthread_cleanup_pop(&mut probe, 0);
         if head == buffer {
-            pop(buffer, 0);
+            _pthread_cleanup_pop(buffer, 0);
         }
     }
 }

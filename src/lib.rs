@@ -68,7 +68,7 @@ mod forced_unwind;
 #[cfg(hijack_supported)]
 mod hijack;
 mod keyed;
-#[cfg(glibc_cancel_catch)]
+#[cfg(hijack_supported)]
 mod libc_symbol;
 mod miri_shims;
 #[cfg(hijack_supported)]

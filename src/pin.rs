@@ -15,13 +15,13 @@ pub(crate) fn trampolines_pinned() -> bool {
 
 fn pin() -> bool {
     let ours = crate::hijack::on_trampoline as *const c_void;
-    let Some((our_base, path)) = object_of(ours) else { return false };
-    // The main program is never unloaded.
-    // SAFETY: getauxval has no preconditions; AT_PHDR is the main program's headers.
-    let main_headers = unsafe { libc::getauxval(libc::AT_PHDR) } as *const c_void;
-    if object_of(main_headers).is_some_and(|(base, _)| base == our_base) {
+    // The main program is never unloaded. Decided by its loaded segments
+    // (`AT_PHDR`), not by `dladdr`, which answers nothing in a statically linked
+    // program (glibc's static `dladdr` knows only `dlopen`ed objects).
+    if crate::walk::in_main_program(ours as u64) {
         return true;
     }
+    let Some(path) = object_path(ours) else { return false };
     // RTLD_NOLOAD: only find the already-loaded object; RTLD_NODELETE: never unload it.
     let flags = libc::RTLD_LAZY | libc::RTLD_NOLOAD | libc::RTLD_NODELETE;
     // SAFETY: `path` is the NUL-terminated name dladdr reported for a loaded object;
@@ -30,11 +30,11 @@ fn pin() -> bool {
     !handle.is_null()
 }
 
-/// The load base and file name of the object containing `address`.
-fn object_of(address: *const c_void) -> Option<(*mut c_void, *const libc::c_char)> {
+/// The file name of the loaded object containing `address`.
+fn object_path(address: *const c_void) -> Option<*const libc::c_char> {
     // SAFETY: an all-zero Dl_info is a valid out-value for dladdr.
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
     // SAFETY: dladdr only reads loader state and writes `info`.
     let found = unsafe { libc::dladdr(address, &mut info) } != 0;
-    (found && !info.dli_fname.is_null()).then_some((info.dli_fbase, info.dli_fname))
+    (found && !info.dli_fname.is_null()).then_some(info.dli_fname)
 }

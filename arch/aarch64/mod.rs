@@ -9,6 +9,8 @@ mod jit_symbols;
 mod pauth;
 mod regs;
 mod shadow_stack;
+#[cfg(target_feature = "crt-static")]
+mod static_symbols;
 mod trampoline;
 
 pub(crate) use bti::*;
@@ -17,4 +19,6 @@ pub(crate) use frames::*;
 pub(crate) use pauth::*;
 pub(crate) use regs::*;
 pub(crate) use shadow_stack::*;
+#[cfg(target_feature = "crt-static")]
+pub(crate) use static_symbols::static_symbol;
 pub(crate) use trampoline::*;

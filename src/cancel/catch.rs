@@ -29,7 +29,6 @@
 
 use core::ffi::{c_int, c_void};
 use core::ptr;
-use std::sync::OnceLock;
 
 use crate::arch::setjmp_call::JMP_BUF_WORDS;
 
@@ -84,24 +83,33 @@ impl CaughtUnwind {
     }
 }
 
-/// Looked up once; `None` if this libc lacks one of them (not glibc).
+unsafe extern "C" {
+    /// `<setjmp.h>`: `sigsetjmp` is a macro for it.
+    fn __sigsetjmp(buf: *mut UnwindBuf, save_mask: c_int) -> c_int;
+    /// `<pthread.h>`: makes `buf` the thread's innermost cancel buffer.
+    fn __pthread_register_cancel(buf: *mut UnwindBuf);
+    /// `<pthread.h>`: restores the cancel buffer before `buf`.
+    fn __pthread_unregister_cancel(buf: *mut UnwindBuf);
+}
+
+unsafe extern "C-unwind" {
+    /// `<pthread.h>`: goes on with a forced unwind towards `buf`'s outer buffer.
+    fn __pthread_unwind_next(buf: *mut UnwindBuf) -> !;
+}
+
+/// glibc's functions, linked directly: public in every glibc the crate supports
+/// (libc.so.6 `GLIBC_2.34` / `GLIBC_2.2.5`, and libc.a), where `dlsym` would
+/// find nothing in a statically linked program. `None` under Miri, which has no
+/// cancellation (and no shims for them): the hook then just runs.
 fn api() -> Option<Api> {
-    static API: OnceLock<Option<Api>> = OnceLock::new();
-    *API.get_or_init(|| {
-        let sigsetjmp = crate::libc_symbol::find(c"__sigsetjmp")?;
-        let register = crate::libc_symbol::find(c"__pthread_register_cancel")?;
-        let unregister = crate::libc_symbol::find(c"__pthread_unregister_cancel")?;
-        let unwind_next = crate::libc_symbol::find(c"__pthread_unwind_next")?;
-        // SAFETY: glibc's functions have exactly these C signatures (<setjmp.h>,
-        // <pthread.h>; the buffer types are layout-compatible, see UnwindBuf).
-        Some(unsafe {
-            Api {
-                sigsetjmp: core::mem::transmute::<*mut c_void, SigsetjmpFn>(sigsetjmp),
-                register: core::mem::transmute::<*mut c_void, CancelFn>(register),
-                unregister: core::mem::transmute::<*mut c_void, CancelFn>(unregister),
-                unwind_next: core::mem::transmute::<*mut c_void, UnwindNextFn>(unwind_next),
-            }
-        })
+    if cfg!(miri) {
+        return None;
+    }
+    Some(Api {
+        sigsetjmp: __sigsetjmp,
+        register: __pthread_register_cancel,
+        unregister: __pthread_unregister_cancel,
+        unwind_next: __pthread_unwind_next,
     })
 }
 

@@ -14,10 +14,14 @@
 //! made without the handlers (`_Fork`, a raw `clone`) are not seen: see NOTES.md
 //! ("Reliability").
 
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
-/// glibc's `char __libc_single_threaded` (glibc 2.32+), null where it is absent.
-static SINGLE_THREADED: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+unsafe extern "C" {
+    /// glibc's `char __libc_single_threaded` (public since glibc 2.32, in libc.so.6
+    /// and libc.a): linked directly, as `dlsym` finds nothing in a statically
+    /// linked program.
+    static __libc_single_threaded: u8;
+}
 
 /// Set by the prepare handler: whether the process forking may have more than
 /// the forking thread.
@@ -35,15 +39,13 @@ pub(super) fn loader_lock_may_be_held() -> bool {
     LOADER_LOCK_MAY_BE_HELD.load(Ordering::Relaxed)
 }
 
-/// Whether the process may have more than one thread right now. Without
-/// `__libc_single_threaded` (glibc before 2.32), it may.
+/// Whether the process may have more than one thread right now.
 fn may_be_threaded() -> bool {
-    let flag = SINGLE_THREADED.load(Ordering::Relaxed);
-    // SAFETY: a non-null `flag` is the address of glibc's exported one-byte
-    // `__libc_single_threaded`, which lives as long as libc. glibc writes it when
-    // a thread is created: while this thread is the only one nobody writes it,
-    // and once another exists it is already 0 and only ever written 0 again.
-    flag.is_null() || unsafe { core::ptr::read_volatile(flag) } == 0
+    // SAFETY: glibc's one-byte `__libc_single_threaded` lives as long as libc.
+    // glibc writes it when a thread is created: while this thread is the only one
+    // nobody writes it, and once another exists it is already 0 and only ever
+    // written 0 again.
+    unsafe { core::ptr::read_volatile(&raw const __libc_single_threaded) == 0 }
 }
 
 /// `pthread_atfork` prepare handler: runs in the forking thread, before the fork.
@@ -58,13 +60,9 @@ extern "C" fn in_child() {
     }
 }
 
-/// Finds `__libc_single_threaded` and registers the handlers. If they cannot be
-/// registered, no fork child could be told apart, so every process counts as one.
+/// Registers the handlers. If they cannot be registered, no fork child could be
+/// told apart, so every process counts as one.
 fn register() {
-    // SAFETY: `dlsym` with `RTLD_DEFAULT` and a NUL-terminated name has no other
-    // precondition; it runs at load time, from the constructor below.
-    let flag = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
-    SINGLE_THREADED.store(flag.cast(), Ordering::Relaxed);
     // SAFETY: both handlers are `extern "C" fn()` that only touch atomics; they
     // stay mapped while registered (glibc unregisters an object's handlers when
     // it is unloaded, through the `__dso_handle` libc_nonshared's wrapper passes).

@@ -195,6 +195,19 @@ pub(crate) enum WalkError {
         /// The stack pointer glibc called it with.
         top: u64,
     },
+    /// libc is the executable (a statically linked program), and the thread's
+    /// start routine (from its descriptor) or `main` is not known, so the thread
+    /// start's frames cannot be told from the other frames.
+    StartFunctionUnknown,
+    /// libc is the executable, and the frame above the thread start's frames is
+    /// not in the function glibc starts there (the start routine, or `main`): a
+    /// TLS destructor or an ELF constructor is running, or the CFI moved frames.
+    NotStartFunction {
+        /// The start of the function the frame is in.
+        function: u64,
+        /// The start routine (or `main`).
+        expected: u64,
+    },
     /// The start routine's return address is signed (aarch64 PAC), but not with
     /// its CFA as the modifier, as the frame's own `paciasp` signs it: the slot
     /// holds a word signed for another frame, or the CFA is not the real one.
@@ -362,6 +375,17 @@ impl fmt::Display for WalkError {
             Self::StackTopUnknown => f.write_str(
                 "where this thread's start frames must end is unknown (glibc's thread layout \
                  or __libc_stack_end not found)",
+            ),
+            Self::StartFunctionUnknown => f.write_str(
+                "libc is the executable (statically linked) and the thread's start routine or \
+                 main is not known (libthread_db's _thread_db_pthread_start_routine, or main, \
+                 not linked in), so its start frames cannot be told apart",
+            ),
+            Self::NotStartFunction { function, expected } => write!(
+                f,
+                "libc is the executable (statically linked) and the frame above the thread \
+                 start is in the function at {function:#x}, not the start routine or main at \
+                 {expected:#x} (a TLS destructor or constructor, or CFI that moved the frames)"
             ),
             Self::NotAtStackTop { cfa, top } => write!(
                 f,

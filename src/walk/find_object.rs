@@ -39,17 +39,17 @@ const ABSENT: usize = 1;
 /// The resolved `_dl_find_object`, `ABSENT`, or `UNRESOLVED`.
 static FIND_OBJECT: AtomicUsize = AtomicUsize::new(UNRESOLVED);
 
-/// `_dl_find_object`, looked up with `dlsym(RTLD_DEFAULT, ..)` on first call.
+/// `_dl_find_object`, looked up on first call (`dlsym(RTLD_DEFAULT, ..)`, or the
+/// static link's weak table: `crate::libc_symbol`). Not linked directly: a strong
+/// reference would make every dynamic program need glibc 2.35.
 ///
 /// The first call is not async-signal-safe (`dlsym`); later calls only load an
 /// atomic. Racing first calls resolve the same address, so `Relaxed` suffices.
 pub(super) fn resolve() -> Option<FindObjectFn> {
     let mut addr = FIND_OBJECT.load(Ordering::Relaxed);
     if addr == UNRESOLVED {
-        // SAFETY: `dlsym` with `RTLD_DEFAULT` and a NUL-terminated name has no
-        // other precondition.
-        let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_dl_find_object".as_ptr()) };
-        addr = if sym.is_null() { ABSENT } else { sym as usize };
+        let sym = crate::libc_symbol::find(c"_dl_find_object");
+        addr = sym.map_or(ABSENT, |sym| sym as usize);
         FIND_OBJECT.store(addr, Ordering::Relaxed);
     }
     if addr == ABSENT {

@@ -48,6 +48,12 @@ pub(super) fn main_program() -> Option<Segments> {
     Some(Segments::from_headers(bias, headers))
 }
 
+/// Whether `address` lies in one of the main program's loaded segments (from
+/// `AT_PHDR`: also in a statically linked program, where `dladdr` knows nothing).
+pub(crate) fn in_main_program(address: u64) -> bool {
+    main_program().is_some_and(|main| main.contains(address))
+}
+
 /// The segments of the shared object (or vDSO) whose mapping starts at
 /// `map_start` and whose load bias is `bias` (`link_map::l_addr`). `pc` is only
 /// for the error.

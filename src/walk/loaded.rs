@@ -10,7 +10,7 @@ use super::find_object::{self, FindObjectFn};
 use super::libc_object;
 use super::mapped::Mapped;
 use super::{ObjectInfo, Objects, WalkError, phdr};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// How objects are looked up.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +50,11 @@ const LIBC_NOT_FOUND: u64 = u64::MAX;
 /// Every strategy reports the same header address, so it is one cache for all.
 static LIBC_ID: AtomicU64 = AtomicU64::new(LIBC_UNKNOWN);
 
+/// Whether libc's `pthread_create` lies in the main program's segments: the
+/// program is statically linked, and the executable is libc. Stored before
+/// `LIBC_ID` (Release there, Acquire when read with it).
+static LIBC_IN_EXECUTABLE: AtomicBool = AtomicBool::new(false);
+
 /// The process's loaded objects.
 #[derive(Debug)]
 pub(crate) struct LoadedObjects {
@@ -57,6 +62,8 @@ pub(crate) struct LoadedObjects {
     strategy: Strategy,
     /// libc's identity (its `.eh_frame_hdr` address).
     libc: u64,
+    /// Whether libc is the executable (statically linked).
+    libc_is_executable: bool,
     /// The last object found; `find` hands out slices borrowed from it.
     last: Option<Mapped>,
     /// Whether `dl_iterate_phdr` may wait forever here (a fork child whose parent
@@ -80,7 +87,7 @@ impl LoadedObjects {
     /// A lookup with the given strategy, told whether `dl_iterate_phdr` may wait
     /// forever in this process (tests pass it; the walk reads `after_fork`).
     pub(crate) fn in_process_state(strategy: Strategy, loader_lock_may_be_held: bool) -> Self {
-        let mut libc = LIBC_ID.load(Ordering::Relaxed);
+        let mut libc = LIBC_ID.load(Ordering::Acquire);
         let lookup_allowed = !loader_lock_may_be_held || strategy.is_lock_free();
         if libc == LIBC_UNKNOWN && lookup_allowed {
             // libc is the object holding glibc's own `pthread_create` (and
@@ -88,9 +95,11 @@ impl LoadedObjects {
             // or canonical PLT stub can stand in for it (`libc_object`).
             let marker = libc_object::pthread_create_address();
             libc = strategy.find(marker).map_or(LIBC_NOT_FOUND, |m| m.id());
-            LIBC_ID.store(libc, Ordering::Relaxed);
+            LIBC_IN_EXECUTABLE.store(super::in_main_program(marker), Ordering::Relaxed);
+            LIBC_ID.store(libc, Ordering::Release);
         }
-        LoadedObjects { strategy, libc, last: None, loader_lock_may_be_held }
+        let libc_is_executable = LIBC_IN_EXECUTABLE.load(Ordering::Relaxed);
+        LoadedObjects { strategy, libc, libc_is_executable, last: None, loader_lock_may_be_held }
     }
 }
 
@@ -116,6 +125,10 @@ impl Objects for LoadedObjects {
     /// glibc's counts of loads and unloads, whatever the lookup strategy; none
     /// where reading them could wait forever (no other lock-free source of them
     /// exists: `_dl_find_object`'s own version counter is private to ld.so).
+    fn libc_is_executable(&self) -> bool {
+        self.libc_is_executable
+    }
+
     fn load_generation(&mut self) -> Option<u128> {
         if self.loader_lock_may_be_held {
             return None;

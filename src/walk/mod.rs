@@ -41,6 +41,7 @@ mod walker;
 mod tests;
 
 pub(crate) use error::{ExprIssue, RuleKind, WalkError};
+pub(crate) use headers::in_main_program;
 pub(crate) use loaded::LoadedObjects;
 // Interface for diagnostics and tests; not every build path names them.
 #[allow(unused_imports)]

@@ -35,4 +35,18 @@ pub(crate) trait Objects {
     fn load_generation(&mut self) -> Option<u128> {
         None
     }
+
+    /// Whether libc is the executable itself (a statically linked program): every
+    /// frame is then in libc, and the walk tells the thread start's frames apart
+    /// by other means (`target.rs`). `false` by default.
+    fn libc_is_executable(&self) -> bool {
+        false
+    }
+
+    /// The first address of the function containing `pc` (its FDE's
+    /// `initial_location`).
+    fn function_start(&mut self, pc: u64) -> Result<u64, WalkError> {
+        let object = self.find(pc)?;
+        super::row::function_start(&object, pc)
+    }
 }

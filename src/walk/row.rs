@@ -16,6 +16,9 @@ use gimli::{
 /// The reader type for mapped unwind sections.
 pub(crate) type Slice<'a> = EndianSlice<'a, NativeEndian>;
 
+/// A parsed FDE of a mapped `.eh_frame`.
+type Fde<'a> = gimli::FrameDescriptionEntry<Slice<'a>, usize>;
+
 /// gimli's unwind state, in fixed in-line storage (a few KB on the stack).
 pub(crate) type UnwindCtx = UnwindContext<usize, Fixed>;
 
@@ -115,10 +118,42 @@ fn evaluate(
     ctx: &mut UnwindCtx,
     rules: &mut Rules,
 ) -> Result<(Meta, Origin), WalkError> {
-    let bad = |error| match error {
+    let bad = bad_cfi(pc);
+    let (eh_frame, bases, fde) = fde_for(object, pc)?;
+    let cie = fde.cie();
+    let meta = Meta {
+        encoding: cie.encoding(),
+        ra_column: cie.return_address_register(),
+        signal_trampoline: fde.is_signal_trampoline(),
+    };
+    let origin =
+        Origin { cie: (cie.offset(), cie.entry_len()), fde: (fde.offset(), fde.entry_len()) };
+    let row = fde.unwind_info_for_address(&eh_frame, &bases, ctx, pc).map_err(bad)?;
+    rules.set_from(row);
+    Ok((meta, origin))
+}
+
+/// The first address of the function whose FDE covers `pc` (its
+/// `initial_location`).
+pub(crate) fn function_start(object: &ObjectInfo<'_>, pc: u64) -> Result<u64, WalkError> {
+    Ok(fde_for(object, pc)?.2.initial_address())
+}
+
+/// A gimli error for `pc` as a walk error.
+fn bad_cfi(pc: u64) -> impl Fn(gimli::Error) -> WalkError + Copy {
+    move |error| match error {
         gimli::Error::NoUnwindInfoForAddress => WalkError::NoFde { pc },
         error => WalkError::BadCfi { pc, error },
-    };
+    }
+}
+
+/// The FDE covering `pc`, found with the object's search table, with the section
+/// and bases it was parsed with.
+fn fde_for<'a>(
+    object: &ObjectInfo<'a>,
+    pc: u64,
+) -> Result<(EhFrame<Slice<'a>>, BaseAddresses, Fde<'a>), WalkError> {
+    let bad = bad_cfi(pc);
     let bases = BaseAddresses::default()
         .set_eh_frame_hdr(object.eh_frame_hdr_addr)
         .set_eh_frame(object.eh_frame_addr);
@@ -146,17 +181,7 @@ fn evaluate(
     if !fde.contains(pc) {
         return Err(WalkError::NoFde { pc });
     }
-    let cie = fde.cie();
-    let meta = Meta {
-        encoding: cie.encoding(),
-        ra_column: cie.return_address_register(),
-        signal_trampoline: fde.is_signal_trampoline(),
-    };
-    let origin =
-        Origin { cie: (cie.offset(), cie.entry_len()), fde: (fde.offset(), fde.entry_len()) };
-    let row = fde.unwind_info_for_address(&eh_frame, &bases, ctx, pc).map_err(bad)?;
-    rules.set_from(row);
-    Ok((meta, origin))
+    Ok((eh_frame, bases, fde))
 }
 
 /// Whether a search table of `count` entries fits in the header's bytes. gimli's

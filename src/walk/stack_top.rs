@@ -16,8 +16,15 @@ pub(crate) struct StackTops {
     pub(crate) thread: Option<u64>,
     /// `__libc_start_main`'s CFA on the main thread: the stack pointer `_start`
     /// calls it with. `None` on other threads (`__libc_stack_end` is not on their
-    /// stack) or when `__libc_stack_end` is not found.
+    /// stack).
     pub(crate) main: Option<u64>,
+    /// The thread's start routine as `pthread_create` recorded it in the thread's
+    /// descriptor (`struct pthread`'s `start_routine`, at the offset glibc gives
+    /// libthread_db). `None` on the main thread or where that offset is unknown.
+    pub(crate) start_routine: Option<u64>,
+    /// The program's `main`, where the link-time table has it (a statically
+    /// linked program: `arch/*/static_symbols.rs`).
+    pub(crate) main_function: Option<u64>,
 }
 
 /// glibc's clone children (x86_64 `clone3.S`: `and $-16, %rsp`; aarch64
@@ -33,6 +40,9 @@ struct LayoutFacts {
     /// `__nptl_tls_static_size_for_stack ()`: the static TLS size rounded up to
     /// its alignment, from ld.so's `_dl_get_tls_static_info`.
     tls_static_size: u64,
+    /// Byte offset of `start_routine` in `struct pthread`, from libthread_db's
+    /// `_thread_db_pthread_start_routine`, if present and a pointer-sized field.
+    start_routine_offset: Option<u64>,
 }
 
 /// The stack tops of the calling thread, whose stack's live part is `[sp, hi)`.
@@ -47,7 +57,17 @@ pub(crate) fn current(sp: u64, hi: u64) -> StackTops {
         })
         .map(|top| top & !(CLONE_CHILD_SP_ALIGN - 1));
     let main = stack_end().filter(|&end| on_stack(end)).and_then(arch::main_entry_sp);
-    StackTops { thread, main }
+    let start_routine = layout_facts()
+        .filter(|_| on_stack(descriptor))
+        .and_then(|facts| facts.start_routine_offset)
+        .and_then(|offset| descriptor.checked_add(offset))
+        .filter(|field| field.checked_add(8).is_some_and(|end| end <= hi))
+        // SAFETY: the field lies inside the calling thread's live descriptor
+        // (checked on its stack just above), which glibc wrote before starting
+        // the thread and which lives as long as the thread.
+        .map(|field| unsafe { core::ptr::with_exposed_provenance::<u64>(field as usize).read() });
+    let main_function = symbol(c"main").map(|main| main as u64);
+    StackTops { thread, main, start_routine, main_function }
 }
 
 /// The layout facts, looked up once.
@@ -70,25 +90,35 @@ fn layout_facts() -> Option<LayoutFacts> {
             (size as u64, align as u64)
         };
         let tls_static_size = size.checked_next_multiple_of(align.max(1))?;
-        Some(LayoutFacts { sizeof_pthread, tls_static_size })
+        let start_routine_offset = symbol(c"_thread_db_pthread_start_routine")
+            // SAFETY: glibc defines it as `const uint32_t [3]` = { size in bits,
+            // count, offset } (nptl_db/db_info.c `DESC`, thread_dbP.h
+            // `DB_DEFINE_DESC`), in libc's read-only data.
+            .map(|desc| unsafe { desc.cast::<[u32; 3]>().read() })
+            .filter(|&[bits, count, _]| bits == 64 && count == 1)
+            .map(|[_, _, offset]| u64::from(offset))
+            .filter(|offset| offset.is_multiple_of(8));
+        Some(LayoutFacts { sizeof_pthread, tls_static_size, start_routine_offset })
     })
 }
 
-/// `__libc_stack_end`'s value: the main thread's stack pointer at process entry
-/// (ld.so's `_dl_sysdep_start` stores it).
+unsafe extern "C" {
+    /// ld.so's (libc.a's `dl-support.o` in a static link) `void *__libc_stack_end`
+    /// (public, `GLIBC_2.2.5`): the main thread's stack pointer at entry, set by
+    /// `_dl_sysdep_start` or, statically linked, by `__libc_start_main` from
+    /// `_start`'s argument. Linked directly: `dlsym` knows nothing in a static
+    /// program.
+    static __libc_stack_end: *mut core::ffi::c_void;
+}
+
+/// `__libc_stack_end`'s value, if set.
 fn stack_end() -> Option<u64> {
-    static END: OnceLock<Option<u64>> = OnceLock::new();
-    *END.get_or_init(|| {
-        let end = symbol(c"__libc_stack_end")?;
-        // SAFETY: ld.so exports `__libc_stack_end` as a `void *` variable, set
-        // before any user code runs and never written again.
-        Some(unsafe { end.cast::<u64>().read() }).filter(|&end| end != 0)
-    })
+    // SAFETY: set before any user code runs and never written again.
+    let end = unsafe { __libc_stack_end } as u64;
+    (end != 0).then_some(end)
 }
 
-/// The address of the global symbol `name`, if some loaded object defines it.
+/// The address of the symbol `name` (global scope, or the static link's table).
 fn symbol(name: &core::ffi::CStr) -> Option<*const core::ffi::c_void> {
-    // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches the global scope.
-    let addr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-    (!addr.is_null()).then_some(addr.cast_const())
+    crate::libc_symbol::find(name).map(<*mut core::ffi::c_void>::cast_const)
 }

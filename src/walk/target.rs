@@ -20,7 +20,7 @@
 //! outside the CFI ([`StackTops`](super::StackTops)). NOTES.md, "Slot checks".
 
 use super::step::Step;
-use super::{ExitSlot, Memory, RuleKind, WalkError};
+use super::{ExitSlot, Memory, Objects, RuleKind, WalkError};
 use crate::arch;
 
 /// Exactly this many libc frames must follow the target: `start_thread` and
@@ -30,9 +30,16 @@ const LIBC_TAIL: usize = 2;
 /// At most this many non-libc frames may follow them (the main thread's `_start`).
 const MAX_OTHER_TAIL: usize = 1;
 
+/// The outermost frames kept for a statically linked program, where every frame
+/// is in libc: the main thread's `main`, `__libc_start_call_main`,
+/// `__libc_start_main` and `_start`.
+const STATIC_TAIL: usize = 4;
+
 /// What the walk needs to remember of a frame to make it the target later.
 #[derive(Clone, Copy, Debug)]
 struct Candidate {
+    /// The address the frame's rules were looked up at (inside its function).
+    pc: u64,
     /// The frame's CFA.
     cfa: u64,
     /// Kind of its return-address rule.
@@ -73,12 +80,16 @@ pub(crate) struct Target {
     candidate: Option<Candidate>,
     /// The frames after it.
     tail: Tail,
+    /// The last [`STATIC_TAIL`] frames, outermost last (for a statically linked
+    /// program).
+    recent: [Option<Candidate>; STATIC_TAIL],
 }
 
 impl Target {
-    /// Records the next frame out: whether its pc is in libc, its step, and its
-    /// stack pointer (its callee's CFA, `None` for the first frame).
-    pub(crate) fn observe(&mut self, is_libc: bool, step: &Step, sp: Option<u64>) {
+    /// Records the next frame out: whether its pc is in libc, its step, its stack
+    /// pointer (its callee's CFA, `None` for the first frame), and the address
+    /// its rules were looked up at.
+    pub(crate) fn observe(&mut self, is_libc: bool, step: &Step, sp: Option<u64>, pc: u64) {
         if let Some((false, previous)) = self.previous
             && is_libc
         {
@@ -97,6 +108,7 @@ impl Target {
             }
         }
         let this = Candidate {
+            pc,
             cfa: step.cfa,
             ra_rule: step.ra_rule,
             ra_slot: step.ra_slot,
@@ -107,31 +119,41 @@ impl Target {
             fp_slot: step.fp_slot,
         };
         self.previous = Some((is_libc, this));
+        self.recent.rotate_left(1);
+        self.recent[STATIC_TAIL - 1] = Some(this);
     }
 
     /// Ends the search after `frames` frames: checks the tail's shape, the
     /// target's slot against the ISA and the tail's end against `mem`'s
     /// [`StackTops`](super::StackTops), and reads the slot back through `mem`.
+    /// Where libc is the executable, the tail is told apart by
+    /// [`static_target`] instead, with `objects` for the target's function.
     pub(crate) fn finish(
         self,
         frames: usize,
         mem: &mut impl Memory,
+        objects: &mut impl Objects,
     ) -> Result<ExitSlot, WalkError> {
-        let target = self.candidate.ok_or(WalkError::TargetNotFound)?;
-        let tail = self.tail;
-        if tail.libc != LIBC_TAIL || tail.other > MAX_OTHER_TAIL {
-            return Err(WalkError::NotThreadStart {
-                libc_frames: tail.libc,
-                other_frames: tail.other,
-            });
-        }
+        let target = if objects.libc_is_executable() {
+            static_target(&self.recent, mem, objects)?
+        } else {
+            let target = self.candidate.ok_or(WalkError::TargetNotFound)?;
+            let tail = self.tail;
+            if tail.libc != LIBC_TAIL || tail.other > MAX_OTHER_TAIL {
+                return Err(WalkError::NotThreadStart {
+                    libc_frames: tail.libc,
+                    other_frames: tail.other,
+                });
+            }
+            check_stack_top(tail, mem)?;
+            target
+        };
         let slot = match (target.ra_rule, target.ra_slot) {
             (RuleKind::Offset, Some(slot)) => slot,
             (rule, _) => return Err(WalkError::SlotRuleNotOffset { rule }),
         };
         check_slot(&target, slot)?;
         check_signature(&target)?;
-        check_stack_top(tail, mem)?;
         if mem.read_u64(slot)? != target.return_address {
             return Err(WalkError::SlotMismatch);
         }
@@ -143,6 +165,45 @@ impl Target {
             frames,
         })
     }
+}
+
+/// The target in a statically linked program, from the outermost frames
+/// `recent` (outermost last). Every frame is in the executable, which is libc, so
+/// the thread start is recognised by two facts from outside the CFI: the frame
+/// whose CFA is the stack top glibc started the thread on (`start_thread`; the
+/// main thread's `__libc_start_main`) sits at its fixed place below the target,
+/// and the target's function is the one glibc called there: the start routine
+/// `pthread_create` recorded in the thread's descriptor, or `main`. That refuses
+/// a TLS destructor (`__call_tls_dtors` is not the start routine) and an ELF
+/// constructor (not `main`). NOTES.md, "Static glibc".
+fn static_target(
+    recent: &[Option<Candidate>; STATIC_TAIL],
+    mem: &impl Memory,
+    objects: &mut impl Objects,
+) -> Result<Candidate, WalkError> {
+    let tops = mem.stack_tops();
+    // Thread: target, start_thread, the clone child. Main thread: main,
+    // __libc_start_call_main, __libc_start_main, _start.
+    let (target, start, top, expected) = match (tops.thread, tops.main) {
+        (Some(top), _) => (recent[1], recent[2], top, tops.start_routine),
+        (None, Some(top)) => (recent[0], recent[2], top, tops.main_function),
+        (None, None) => return Err(WalkError::StackTopUnknown),
+    };
+    let (Some(target), Some(start)) = (target, start) else {
+        return Err(WalkError::TargetNotFound);
+    };
+    if target.sp.is_none() {
+        return Err(WalkError::TargetNotFound);
+    }
+    if start.cfa != top {
+        return Err(WalkError::NotAtStackTop { cfa: start.cfa, top });
+    }
+    let expected = expected.ok_or(WalkError::StartFunctionUnknown)?;
+    let function = objects.function_start(target.pc)?;
+    if function != expected {
+        return Err(WalkError::NotStartFunction { function, expected });
+    }
+    Ok(target)
 }
 
 /// The slot must be where the ISA keeps a return address: where a call leaves it

@@ -145,11 +145,11 @@ pub(crate) fn find_exit_slot_cached(
             return Err(WalkError::CfaNotGrowing { frame: index, cfa: step.cfa, previous });
         }
         visit(&Frame { index, pc, cfa: step.cfa, is_libc, object_start, signal_trampoline });
-        target.observe(is_libc, &step, previous_cfa);
+        target.observe(is_libc, &step, previous_cfa, lookup);
         previous_cfa = Some(step.cfa);
         exact_pc = signal_trampoline;
         if step.outermost {
-            return target.finish(index + 1, mem);
+            return target.finish(index + 1, mem, objects);
         }
         current ^= 1;
     }

@@ -112,7 +112,8 @@ fn thread_stack_top_elsewhere_or_unknown() {
     assert_eq!(moved, Err(WalkError::NotAtStackTop { cfa: Chain::sp(4), top: Chain::sp(5) }));
     // A thread's end is never checked against the main thread's.
     let unknown = walk_edited(&THREAD, None, |chain| {
-        chain.stack.tops = StackTops { thread: None, main: Some(Chain::sp(4)) }
+        chain.stack.tops =
+            StackTops { thread: None, main: Some(Chain::sp(4)), ..StackTops::default() }
     });
     assert_eq!(unknown, Err(WalkError::StackTopUnknown));
 }
@@ -122,7 +123,8 @@ fn main_stack_top_elsewhere_or_unknown() {
     let moved = walk_edited(&MAIN, None, |chain| chain.stack.tops.main = Some(Chain::sp(3)));
     assert_eq!(moved, Err(WalkError::NotAtStackTop { cfa: Chain::sp(4), top: Chain::sp(3) }));
     let unknown = walk_edited(&MAIN, None, |chain| {
-        chain.stack.tops = StackTops { thread: Some(Chain::sp(4)), main: None }
+        chain.stack.tops =
+            StackTops { thread: Some(Chain::sp(4)), main: None, ..StackTops::default() }
     });
     assert_eq!(unknown, Err(WalkError::StackTopUnknown));
 }

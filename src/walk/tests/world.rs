@@ -128,7 +128,11 @@ impl Chain {
         }
         let cfa_of =
             |f: u64| pcs.iter().rposition(|&pc| pc == ret(f)).map(|i| Self::sp(i as u64 + 1));
-        stack.tops = StackTops { thread: cfa_of(START_THREAD), main: cfa_of(START_MAIN) };
+        stack.tops = StackTops {
+            thread: cfa_of(START_THREAD),
+            main: cfa_of(START_MAIN),
+            ..StackTops::default()
+        };
         Chain { stack, ctx }
     }
 
