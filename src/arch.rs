@@ -23,6 +23,20 @@ pub(crate) mod setjmp_call;
 #[path = "../arch/aarch64/setjmp_call.rs"]
 pub(crate) mod setjmp_call;
 
+/// The weak link-time table of the glibc symbols `dlsym` cannot find in a
+/// statically linked program (`src/libc_symbol.rs`). Built whatever the features:
+/// the fallback asks for `__cxa_thread_atexit_impl` too.
+#[cfg(all(glibc_cancel_catch, target_feature = "crt-static", target_arch = "x86_64"))]
+#[path = "../arch/x86_64/static_symbols.rs"]
+mod static_symbols;
+
+#[cfg(all(glibc_cancel_catch, target_feature = "crt-static", target_arch = "aarch64"))]
+#[path = "../arch/aarch64/static_symbols.rs"]
+mod static_symbols;
+
+#[cfg(all(glibc_cancel_catch, target_feature = "crt-static"))]
+pub(crate) use static_symbols::static_symbol;
+
 /// Calls `f` with the registers of the calling frame, captured by the ISA's
 /// `capture_registers` routine (its module docs show the frame it describes).
 ///

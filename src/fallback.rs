@@ -4,7 +4,8 @@
 //! that never return through the trampoline. A std `thread_local!` destructor runs
 //! first; a pthread-key destructor, which glibc runs after all `thread_local!`
 //! destructors and repeats while keys are set again, catches records created after
-//! that; on the main thread, an `atexit` handler does.
+//! that; on the main thread, an `atexit` handler does (for every record where
+//! the main thread's `thread_local!` destructors never run: a static program).
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +44,11 @@ thread_local! {
 /// calls after the TLS destructors.
 pub(crate) fn arm() -> Destructor {
     let key_set = set_exit_key();
+    // Where std keeps `thread_local!` destructors under a pthread key (a static
+    // program, musl), the main thread's never run: `exit()` runs only atexit's.
+    if !thread_locals_destroyed_in_exit() && is_main_thread() {
+        return arm_at_process_exit();
+    }
     // The flag first: `is_main_thread` costs two system calls, which a first use
     // pays only once the main thread is inside `exit()` or its guard is gone.
     if MAIN_TLS_DESTROYED.load(Ordering::Acquire) && is_main_thread() {
@@ -56,6 +62,34 @@ pub(crate) fn arm() -> Destructor {
         return arm_at_process_exit();
     }
     if key_set { Destructor::PthreadKey } else { Destructor::Unarmed }
+}
+
+/// Whether the main thread's `thread_local!` destructors run inside `exit()`.
+///
+/// std registers each with `__cxa_thread_atexit_impl` if that weak symbol is
+/// defined, and glibc's `exit` runs them (`__call_tls_dtors`); otherwise std keeps
+/// them in a list under a pthread key, whose destructors glibc runs only when a
+/// thread other than the main one exits (std `sys/thread_local/destructors/
+/// linux_like.rs`, `guard/key.rs`). The symbol is looked up the same way: `dlsym`
+/// in a dynamic program, the weak link-time table in a static one, where it is
+/// defined only if some object linked it in (C++ `thread_local`). Asked once.
+fn thread_locals_destroyed_in_exit() -> bool {
+    static ANSWER: OnceLock<bool> = OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        #[cfg(all(glibc_cancel_catch, not(miri)))]
+        let defined = crate::libc_symbol::find(c"__cxa_thread_atexit_impl").is_some();
+        #[cfg(all(target_os = "linux", not(glibc_cancel_catch), not(miri)))]
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no
+        // preconditions.
+        let defined =
+            !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__cxa_thread_atexit_impl".as_ptr()) }
+                .is_null();
+        // Elsewhere (and under Miri, which runs the main thread's destructors)
+        // the platform's own registration is taken to run them.
+        #[cfg(any(not(target_os = "linux"), miri))]
+        let defined = true;
+        defined
+    })
 }
 
 /// Set once the main thread's [`MainSentinel`] was destroyed: `exit()` is past

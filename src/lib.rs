@@ -68,7 +68,7 @@ mod forced_unwind;
 #[cfg(hijack_supported)]
 mod hijack;
 mod keyed;
-#[cfg(hijack_supported)]
+#[cfg(glibc_cancel_catch)]
 mod libc_symbol;
 mod miri_shims;
 #[cfg(hijack_supported)]

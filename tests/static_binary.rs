@@ -114,6 +114,11 @@ fn build(layout: Layout) -> Option<PathBuf> {
 /// Runs `program case` (through the emulator under qemu), killed after
 /// [`CASE_TIMEOUT`]; returns its stdout lines. Panics unless it exits with 0.
 fn run(program: &Path, case: &str) -> Vec<String> {
+    run_with(program, case, &[])
+}
+
+/// [`run`] with `env` added to the program's environment.
+fn run_with(program: &Path, case: &str, env: &[(&str, &str)]) -> Vec<String> {
     let mut command = match support::emulator() {
         Some(words) => {
             let mut command = Command::new(&words[0]);
@@ -123,6 +128,7 @@ fn run(program: &Path, case: &str) -> Vec<String> {
         None => Command::new(program),
     };
     command.arg(case).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.envs(env.iter().copied());
     let mut child = command.spawn().expect("start the static program");
     let deadline = Instant::now() + CASE_TIMEOUT;
     let status = loop {
@@ -213,7 +219,30 @@ fn check_layout(layout: Layout) {
     let lines = run(&program, "tls-destructor");
     check_refused(&lines, "late");
     assert!(lines.contains(&"late handler".to_owned()), "{lines:#?}");
-    check_refused(&run(&program, "constructor"), "constructor");
+    let lines = run(&program, "constructor");
+    check_refused(&lines, "constructor");
+    assert_runs_once(&lines, "constructor handler");
+    // The main thread's `thread_local!` destructors never run in a static
+    // program (std's weak `__cxa_thread_atexit_impl` is unlinked, so it keeps
+    // them under a pthread key, whose destructors glibc never runs on the main
+    // thread): the safety net there must be `atexit`, for a fallback, for
+    // `exit()` before `main` returns, and for a first use the walk refused.
+    let lines = run_with(&program, "main", &[("HIJACK_TLS", "off")]);
+    assert!(
+        lines.iter().any(|l| l.starts_with("status main fallback (atexit handler)")),
+        "{lines:#?}"
+    );
+    assert_runs_once(&lines, "handler main 1 tls alive");
+    assert_runs_once(&lines, "handler main 2 tls alive");
+    let lines = run(&program, "process-exit");
+    assert_runs_once(&lines, "handler process-exit 1 tls alive");
+    assert_runs_once(&lines, "handler process-exit 2 tls alive");
+}
+
+/// `line` is in `lines` exactly once.
+fn assert_runs_once(lines: &[String], line: &str) {
+    let count = lines.iter().filter(|l| *l == line).count();
+    assert_eq!(count, 1, "{line:?} must appear once: {lines:#?}");
 }
 
 #[test]

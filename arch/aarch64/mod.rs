@@ -9,8 +9,6 @@ mod jit_symbols;
 mod pauth;
 mod regs;
 mod shadow_stack;
-#[cfg(target_feature = "crt-static")]
-mod static_symbols;
 mod trampoline;
 
 pub(crate) use bti::*;
@@ -19,6 +17,4 @@ pub(crate) use frames::*;
 pub(crate) use pauth::*;
 pub(crate) use regs::*;
 pub(crate) use shadow_stack::*;
-#[cfg(target_feature = "crt-static")]
-pub(crate) use static_symbols::static_symbol;
 pub(crate) use trampoline::*;

@@ -13,12 +13,13 @@
 
 /// The symbols of the table, in its order: entry `i` is the address of
 /// `STATIC_SYMBOL_NAMES[i]`.
-pub(crate) const STATIC_SYMBOL_NAMES: [&core::ffi::CStr; 5] = [
+pub(crate) const STATIC_SYMBOL_NAMES: [&core::ffi::CStr; 6] = [
     c"_dl_find_object",
     c"_thread_db_sizeof_pthread",
     c"_thread_db_pthread_start_routine",
     c"_dl_get_tls_static_info",
     c"main",
+    c"__cxa_thread_atexit_impl",
 ];
 
 // x86_64: `.quad` is an 8-byte absolute address, resolved by the static link
@@ -41,6 +42,8 @@ core::arch::global_asm!(
     ".quad _dl_get_tls_static_info",
     ".weak main",
     ".quad main",
+    ".weak __cxa_thread_atexit_impl",
+    ".quad __cxa_thread_atexit_impl",
     ".size hijack_tls_static_symbols, . - hijack_tls_static_symbols",
     ".popsection",
 );
