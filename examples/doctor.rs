@@ -23,12 +23,15 @@ fn main() {
     println!("hijack-tls doctor");
     println!("  target:        {}-{}", std::env::consts::ARCH, std::env::consts::OS);
     println!("  libc:          {}", libc_version());
+    println!("  kernel:        Linux {}", diagnostics::kernel_release());
     println!("  hijack built:  {}", cfg!(feature = "hijack"));
     let switch = std::env::var("HIJACK_TLS").unwrap_or_else(|_| "(unset)".into());
     println!("  HIJACK_TLS:    {switch}");
     for (name, state) in diagnostics::protections() {
         println!("  {name}: {state}");
     }
+    report_libc();
+    report_extent("this program's code (main)", main as *const () as usize);
 
     let (sender, receiver) = mpsc::channel();
     let (go, wait) = mpsc::channel::<()>();
@@ -99,6 +102,46 @@ fn report_walk() {
     }
 }
 
+/// Which object the walk takes for libc, by which rule, and the extent it uses.
+fn report_libc() {
+    match diagnostics::libc_choice() {
+        Some(choice) => {
+            println!(
+                "  libc object:   {} (holds libc's own pthread_create at {:#x}; found by {})",
+                object_path(choice.pthread_create),
+                choice.pthread_create,
+                choice.rule
+            );
+            report_extent("libc", choice.pthread_create);
+        }
+        None => println!("  libc object:   not looked for (the hijack is not built)"),
+    }
+}
+
+/// The extent of the object holding `address` as the walk's lookup sees it.
+fn report_extent(what: &str, address: usize) {
+    match diagnostics::object_extent(address) {
+        Ok(extent) => {
+            let (start, end) = extent.reported;
+            println!(
+                "  extent of {what} ({}): {} reports {start:#x}..{end:#x}; segments from {}:",
+                object_path(address),
+                extent.lookup,
+                extent.segments_from
+            );
+            for (start, end, readable) in extent.segments {
+                let access = if readable { "readable" } else { "not readable" };
+                println!("    PT_LOAD {start:#014x}..{end:#014x} {access}");
+            }
+            match extent.eh_frame_hdr {
+                Some(hdr) => println!("    PT_GNU_EH_FRAME at {hdr:#x}"),
+                None => println!("    no PT_GNU_EH_FRAME"),
+            }
+        }
+        Err(reason) => println!("  extent of {what}: {reason}"),
+    }
+}
+
 /// A std backtrace from inside the thread, trimmed to frame names.
 fn backtrace_here() -> String {
     let text = std::backtrace::Backtrace::force_capture().to_string();
@@ -121,8 +164,15 @@ fn symbol_name(pc: usize) -> String {
     }
 }
 
-/// The object containing `pc`, as `dladdr` reports it.
+/// The object containing `pc`, as `dladdr` reports it, file name only.
 fn object_name(pc: usize) -> String {
+    let path = object_path(pc);
+    path.rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+/// The path of the object containing `pc`, as `dladdr` reports it (the main
+/// program's is empty in glibc's answer: shown as `the main program`).
+fn object_path(pc: usize) -> String {
     // SAFETY: dladdr only reads loader data structures and writes `info`.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is a valid out-pointer; any pc value is allowed.
@@ -131,8 +181,8 @@ fn object_name(pc: usize) -> String {
         return "?".to_owned();
     }
     // SAFETY: dladdr returned a NUL-terminated object path.
-    let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy();
-    path.rsplit('/').next().unwrap_or_default().to_owned()
+    let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
+    if path.is_empty() { "the main program".to_owned() } else { path }
 }
 
 fn libc_version() -> String {

@@ -27,17 +27,27 @@ pub(crate) fn shadow_stack_status() -> Option<u64> {
     if UNKNOWN_REQUEST.load(Ordering::Relaxed) || !cpu_has_shadow_stack() {
         return None;
     }
+    match kernel_answer() {
+        Ok(status) => Some(status),
+        Err(errno) => {
+            if errno == libc::EINVAL {
+                UNKNOWN_REQUEST.store(true, Ordering::Relaxed);
+            }
+            None
+        }
+    }
+}
+
+/// The kernel's answer to `ARCH_SHSTK_STATUS`: the status word, or the errno.
+pub(crate) fn kernel_answer() -> Result<u64, i32> {
     let mut status: u64 = 0;
     // SAFETY: ARCH_SHSTK_STATUS writes one u64 through the pointer, which is valid.
     let rc =
         unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SHSTK_STATUS, &mut status as *mut u64) };
     if rc == 0 {
-        return Some(status);
+        return Ok(status);
     }
-    if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-        UNKNOWN_REQUEST.store(true, Ordering::Relaxed);
-    }
-    None
+    Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
 }
 
 /// Whether the CPU implements CET shadow stacks: CPUID leaf 7, subleaf 0, ECX bit
@@ -46,7 +56,7 @@ pub(crate) fn shadow_stack_status() -> Option<u64> {
 /// and a hypervisor that hides the bit hides the feature from its guest kernel too.
 ///
 /// Asked once per process: `cpuid` traps to the hypervisor in a virtual machine.
-fn cpu_has_shadow_stack() -> bool {
+pub(crate) fn cpu_has_shadow_stack() -> bool {
     use core::arch::x86_64::{__cpuid, __cpuid_count};
     static ANSWER: AtomicU8 = AtomicU8::new(UNASKED);
     match ANSWER.load(Ordering::Relaxed) {

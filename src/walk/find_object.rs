@@ -61,8 +61,40 @@ pub(super) fn resolve() -> Option<FindObjectFn> {
     Some(unsafe { core::mem::transmute::<usize, FindObjectFn>(addr) })
 }
 
+/// Where the segments of an object found by `_dl_find_object` were read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SegmentSource {
+    /// The main program's headers, from the auxiliary vector (`_dl_find_object`
+    /// gives one range per segment for a main program with gaps).
+    MainProgram,
+    /// The ELF header at the start of the object's mapping.
+    MappingStart,
+}
+
+/// What `_dl_find_object` and the headers in memory say about the object holding
+/// a pc: the range glibc reported, the segments, where they came from, and
+/// `.eh_frame_hdr`'s address.
+pub(super) struct Located {
+    /// `[dlfo_map_start, dlfo_map_end)`.
+    pub(super) range: (u64, u64),
+    /// The object's loaded segments.
+    pub(super) segments: super::segments::Segments,
+    /// Where [`segments`](Self::segments) were read from.
+    pub(super) source: SegmentSource,
+    /// `dlfo_eh_frame`, never null.
+    pub(super) eh_frame_hdr: u64,
+}
+
 /// The object containing `pc`, found with `find`.
 pub(super) fn find(find: FindObjectFn, pc: u64) -> Result<Mapped, WalkError> {
+    let found = locate(find, pc)?;
+    // SAFETY: the segments are the object's loaded `PT_LOAD`s, read from the
+    // headers the loader mapped them by; readable ones are mapped `PROT_READ`.
+    unsafe { Mapped::new(pc, found.range, &found.segments, found.eh_frame_hdr) }
+}
+
+/// The range, segments and `.eh_frame_hdr` of the object containing `pc`.
+pub(super) fn locate(find: FindObjectFn, pc: u64) -> Result<Located, WalkError> {
     let mut dlfo = DlFindObject {
         dlfo_flags: 0,
         dlfo_map_start: core::ptr::null_mut(),
@@ -85,8 +117,8 @@ pub(super) fn find(find: FindObjectFn, pc: u64) -> Result<Mapped, WalkError> {
     // `_dl_find_object` reports the whole span of a shared object, holes between
     // its segments included (elf/dl-find_object.c), and no program headers: they
     // come from memory, and bound every slice to readable segments.
-    let segments = match headers::main_program().filter(|main| main.contains(pc)) {
-        Some(main) => main,
+    let (segments, source) = match headers::main_program().filter(|main| main.contains(pc)) {
+        Some(main) => (main, SegmentSource::MainProgram),
         None if dlfo.dlfo_link_map.is_null() => return Err(WalkError::BadProgramHeaders { pc }),
         None => {
             // SAFETY: `dlfo_link_map` is the object's `struct link_map`, whose first
@@ -95,10 +127,8 @@ pub(super) fn find(find: FindObjectFn, pc: u64) -> Result<Mapped, WalkError> {
             // SAFETY: glibc reports `[map_start, map_end)` of a loaded object, which
             // stays loaded while it has frames on this stack; `map_start` is its
             // `l_map_start`, where its first segment is mapped.
-            unsafe { headers::shared_object(pc, start, bias)? }
+            (unsafe { headers::shared_object(pc, start, bias)? }, SegmentSource::MappingStart)
         }
     };
-    // SAFETY: the segments are the object's loaded `PT_LOAD`s, read from the
-    // headers the loader mapped them by; readable ones are mapped `PROT_READ`.
-    unsafe { Mapped::new(pc, (start, end), &segments, dlfo.dlfo_eh_frame as u64) }
+    Ok(Located { range: (start, end), segments, source, eh_frame_hdr: dlfo.dlfo_eh_frame as u64 })
 }

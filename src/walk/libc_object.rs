@@ -16,6 +16,17 @@ use core::ffi::{CStr, c_void};
 /// reaches libc's definition on 2.34+ too).
 const THREAD_LIBRARIES: [&CStr; 2] = [c"libc.so.6", c"libpthread.so.0"];
 
+/// The rule by which [`pthread_create_source`] found libc's `pthread_create`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LibcRule {
+    /// In the local scope of the loaded object with this `DT_SONAME` (one of
+    /// [`THREAD_LIBRARIES`]).
+    LocalScope(&'static CStr),
+    /// No such object is loaded: the global scope's (a statically linked
+    /// program, whose executable is the C library).
+    GlobalScope,
+}
+
 /// The address of `pthread_create` as the C library itself defines it, or the
 /// global scope's where no object named as in [`THREAD_LIBRARIES`] is loaded (a
 /// statically linked program, whose executable is the C library).
@@ -23,10 +34,15 @@ const THREAD_LIBRARIES: [&CStr; 2] = [c"libc.so.6", c"libpthread.so.0"];
 /// Not async-signal-safe (`dlopen`, `dlsym`); takes `_dl_load_lock` only, which
 /// glibc's `fork` resets in the child (posix/fork.c).
 pub(super) fn pthread_create_address() -> u64 {
+    pthread_create_source().0
+}
+
+/// [`pthread_create_address`] and the rule that found it.
+pub(crate) fn pthread_create_source() -> (u64, LibcRule) {
     THREAD_LIBRARIES
         .iter()
-        .find_map(|name| own_symbol(name, c"pthread_create"))
-        .unwrap_or(libc::pthread_create as *const () as u64)
+        .find_map(|name| Some((own_symbol(name, c"pthread_create")?, LibcRule::LocalScope(name))))
+        .unwrap_or((libc::pthread_create as *const () as u64, LibcRule::GlobalScope))
 }
 
 /// The address of `symbol` in the local scope of the loaded object `object`, or

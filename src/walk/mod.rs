@@ -12,6 +12,7 @@ mod after_fork;
 mod cache;
 mod error;
 mod expr;
+mod extent;
 #[cfg(any(test, feature = "fuzzing"))]
 mod fake;
 mod find_object;
@@ -41,7 +42,9 @@ mod walker;
 mod tests;
 
 pub(crate) use error::{ExprIssue, RuleKind, WalkError};
+pub(crate) use extent::{extent_of, libc_choice};
 pub(crate) use headers::in_main_program;
+pub(crate) use libc_object::LibcRule;
 pub(crate) use loaded::LoadedObjects;
 // Interface for diagnostics and tests; not every build path names them.
 #[allow(unused_imports)]

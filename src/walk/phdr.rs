@@ -15,15 +15,28 @@ struct Search {
     pc: u64,
     /// Set by the callback for the object containing `pc`.
     found: Option<Result<Mapped, WalkError>>,
+    /// That object's segments, set with `found`.
+    segments: Option<Segments>,
 }
 
 /// The object containing `pc`.
 pub(super) fn find(pc: u64) -> Result<Mapped, WalkError> {
-    let mut search = Search { pc, found: None };
+    search(pc).found.unwrap_or(Err(WalkError::NoObject { pc }))
+}
+
+/// The segments of the object containing `pc`, as [`find`] sees them (for the
+/// doctor).
+pub(super) fn segments_of(pc: u64) -> Option<Segments> {
+    search(pc).segments
+}
+
+/// Runs the search for `pc` over every loaded object.
+fn search(pc: u64) -> Search {
+    let mut search = Search { pc, found: None, segments: None };
     // SAFETY: `callback` matches the expected signature and only uses `data` as
     // the `Search` passed here, which outlives the call.
     unsafe { libc::dl_iterate_phdr(Some(callback), (&raw mut search).cast()) };
-    search.found.unwrap_or(Err(WalkError::NoObject { pc }))
+    search
 }
 
 /// The loader's counts of objects loaded and unloaded so far, `dlpi_adds` in the
@@ -88,6 +101,7 @@ unsafe extern "C" fn callback(info: *mut dl_phdr_info, _size: usize, data: *mut 
         return 0;
     }
     let found = segments.extent().unwrap_or((0, 0));
+    search.segments = Some(segments);
     search.found = Some(match segments.eh_frame_hdr() {
         None => Err(WalkError::NoEhFrameHdr { pc }),
         // SAFETY: a loaded object's readable `PT_LOAD` segment is mapped readable
