@@ -76,11 +76,14 @@ pub(crate) fn arm() -> Result<Hijack, FallbackReason> {
     if arch::shadow_stack_enabled(arch::shadow_stack_status()) {
         return Err(FallbackReason::ShadowStack);
     }
+    // The walk first: it refuses a thread with too little stack left before
+    // anything deep runs (the pin's first call reads program headers and asks
+    // `dladdr`, which overflowed a `PTHREAD_STACK_MIN` stack ahead of the check).
+    let found = walk::walk_this_thread(&mut |_| {})
+        .map_err(|error| FallbackReason::StackWalk(WalkFailure(error)))?;
     if !crate::pin::trampolines_pinned() {
         return Err(FallbackReason::CannotPin);
     }
-    let found = walk::walk_this_thread(&mut |_| {})
-        .map_err(|error| FallbackReason::StackWalk(WalkFailure(error)))?;
     let stored_original = found.return_address as usize;
     let original_return =
         arch::strip_return_address(found.return_address, found.ra_signed) as usize;
