@@ -72,7 +72,9 @@ pub(crate) fn arm() -> Destructor {
 /// thread other than the main one exits (std `sys/thread_local/destructors/
 /// linux_like.rs`, `guard/key.rs`). The symbol is looked up the same way: `dlsym`
 /// in a dynamic program, the weak link-time table in a static one, where it is
-/// defined only if some object linked it in (C++ `thread_local`). Asked once.
+/// defined only if some object linked it in (C++ `thread_local`). Asked once, from
+/// the `.init_array` function below while the program loads: `dlsym` needs a few
+/// KiB of stack, which a first use on a `PTHREAD_STACK_MIN` thread lacks.
 fn thread_locals_destroyed_in_exit() -> bool {
     static ANSWER: OnceLock<bool> = OnceLock::new();
     *ANSWER.get_or_init(|| {
@@ -115,12 +117,14 @@ thread_local! {
 }
 
 /// Registers the sentinel while the program (or the object holding this crate)
-/// loads, if that happens on the main thread.
+/// loads, if that happens on the main thread, and asks
+/// [`thread_locals_destroyed_in_exit`] its one question there.
 #[cfg(target_os = "linux")]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static REGISTER_MAIN_SENTINEL: extern "C" fn() = {
     extern "C" fn register_main_sentinel() {
+        thread_locals_destroyed_in_exit();
         if is_main_thread() {
             // Touching it registers its destructor.
             let _ = MAIN_SENTINEL.try_with(|_| ());
