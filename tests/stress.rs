@@ -26,6 +26,18 @@ static DROPPED: AtomicUsize = AtomicUsize::new(0);
 static HANDLERS_RUN: AtomicUsize = AtomicUsize::new(0);
 /// Workers whose first record was hijacked (the rest fell back).
 static HIJACKED: AtomicUsize = AtomicUsize::new(0);
+/// Hijacked workers (not unloaded) that registered a handler checking [`WITNESS`].
+static WITNESS_EXPECTED: AtomicUsize = AtomicUsize::new(0);
+/// Those whose handler found their [`WITNESS`] still alive.
+static WITNESS_ALIVE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// First touched after the worker's first use of the crate, so it is
+    /// registered later and a fallback (glibc runs TLS destructors last
+    /// registered first) would destroy it before the handlers run: alive inside
+    /// them only if the hijack ran them first.
+    static WITNESS: Cell<bool> = const { Cell::new(false) };
+}
 
 /// How many worker threads are alive at once.
 const WAVE: usize = 16;
@@ -127,6 +139,16 @@ fn worker(ordinal: usize, outbox: Sender<Message>, inbox: Receiver<Counted>) {
     let id = hijack_tls::id();
     if matches!(hijack_tls::status(), Status::Hijacked { .. }) {
         HIJACKED.fetch_add(1, Ordering::Relaxed);
+    }
+    if matches!(hijack_tls::status(), Status::Hijacked { .. }) && mode != Mode::Unload {
+        // `unload` would discard the handler.
+        WITNESS_EXPECTED.fetch_add(1, Ordering::Relaxed);
+        WITNESS.with(|w| w.set(true));
+        hijack_tls::at_exit(|| {
+            if WITNESS.try_with(Cell::get) == Ok(true) {
+                WITNESS_ALIVE.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
     counted_handler(move || {
         // Every value is still readable while handlers run (after `reset`, only
@@ -260,6 +282,12 @@ fn main() {
     };
     let handlers = stress(threads);
     let hijacked = HIJACKED.load(Ordering::Relaxed);
-    println!("stress: {threads} threads ({hijacked} hijacked), {handlers} handlers, counts exact");
+    let alive = WITNESS_ALIVE.load(Ordering::Relaxed);
+    let expected = WITNESS_EXPECTED.load(Ordering::Relaxed);
+    assert_eq!(alive, expected, "hijacked workers whose handler saw their thread_local! alive");
+    println!(
+        "stress: {threads} threads ({hijacked} hijacked), {handlers} handlers, counts exact, \
+         {alive} handlers saw their thread_local! alive"
+    );
     println!("stress: main thread: {status}");
 }
