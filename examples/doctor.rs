@@ -75,6 +75,17 @@ fn main() {
     // A second thread's first use confirms the stack fields the first one located.
     std::thread::spawn(hijack_tls::id).join().unwrap();
     println!("  stack bounds of new threads from: {}", diagnostics::stack_bounds_source());
+    // The main thread's first use, to show how it is armed.
+    hijack_tls::id();
+    let main_status = hijack_tls::status();
+    println!("  main thread:   {main_status}");
+    if let hijack_tls::Status::Hijacked { .. } = main_status {
+        println!(
+            "    (runs its hooks when main returns; exit() or std::process::exit before that \
+             skips the trampoline: the hooks then run from the safety net, among the main \
+             thread's TLS destructors)"
+        );
+    }
 }
 
 /// Prints every frame the CFI walk visits on this thread, and the slot it picks.
