@@ -40,7 +40,7 @@ pub(crate) static MISSED_HIJACKS: AtomicUsize = AtomicUsize::new(0);
 
 /// Which record a value-dropping loop works on.
 #[derive(Clone, Copy)]
-pub(crate) enum Target {
+pub(crate) enum RecordRef {
     /// The thread's current record, as long as it is the one with this ID
     /// (a `Drop` may `unload` it or replace it with a fresh one).
     Current { id: u64 },
@@ -48,13 +48,13 @@ pub(crate) enum Target {
     Exiting(*mut Record),
 }
 
-impl Target {
+impl RecordRef {
     /// Borrows the target record for `f`, or `None` if it is gone.
     fn borrow<R>(self, f: impl FnOnce(&mut Record) -> R) -> Option<R> {
         match self {
             Self::Current { id } => record::with_current(|r| (r.id == id).then(|| f(r)))?,
             // SAFETY: an exiting record is freed only by the exit sequence that owns
-            // this Target, after it stops using it.
+            // this RecordRef, after it stops using it.
             Self::Exiting(record) => Some(unsafe { record::borrow(record, f) }),
         }
     }
@@ -72,7 +72,7 @@ pub(crate) trait Outcome {
 
 /// Drops the target's values stored before `bound`, newest first, each outside any
 /// borrow of the record. Every panic payload is passed to `outcome`.
-pub(crate) fn drop_values(target: Target, bound: u64, outcome: &mut dyn Outcome) {
+pub(crate) fn drop_values(target: RecordRef, bound: u64, outcome: &mut dyn Outcome) {
     let Some(list) = target.borrow(|r| r.values_below(bound)) else { return };
     for (seq, location) in list {
         // `None` from borrow: the record is gone, nothing more to drop here.
@@ -186,7 +186,7 @@ fn run_record(
     if let ExitTrigger::Destructor { destructor, hijack_missed: true } = trigger {
         report_missed_hijack(id, destructor);
     }
-    let target = Target::Exiting(record);
+    let target = RecordRef::Exiting(record);
     let mut outcome = SequenceOutcome::default();
     for round in 0..=MAX_ROUNDS {
         while let Some(Some(handler)) = target.borrow(Record::pop_handler) {

@@ -135,12 +135,13 @@ fn claim_copy(original_return: usize) -> Result<usize, FallbackReason> {
 /// Called by the trampoline when a hijacked start routine returns: runs the exit
 /// sequence. Never unwinds (the sequence catches every panic).
 pub(crate) extern "C" fn on_trampoline() {
-    thread_is_exiting();
+    mark_fired();
     crate::forced_unwind::disarm();
     crate::exit::run(crate::status::ExitTrigger::Trampoline);
 }
 
-/// Marks this thread as past its start routine: no more hijacks, no restores.
-pub(crate) fn thread_is_exiting() {
+/// Sets this thread's `FIRED` flag: it is past its start routine, so no more
+/// hijacks and no restores.
+pub(crate) fn mark_fired() {
     FIRED.with(|fired| fired.set(true));
 }

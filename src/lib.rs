@@ -188,7 +188,7 @@ pub fn at_exit(f: impl FnOnce() + 'static) {
 pub fn reset() {
     let Some((id, bound)) = record::with_current(|r| (r.id, r.next_seq)) else { return };
     let mut first_panic = FirstPanic::default();
-    exit::drop_values(exit::Target::Current { id }, bound, &mut first_panic);
+    exit::drop_values(exit::RecordRef::Current { id }, bound, &mut first_panic);
     first_panic.resume();
 }
 
