@@ -12,6 +12,11 @@ mod imp;
 #[cfg(hijack_supported)]
 pub(crate) use imp::*;
 
+/// The register file each ISA's `regs.rs` instantiates with its register numbers.
+#[cfg(hijack_supported)]
+#[path = "../arch/register_file.rs"]
+mod register_file;
+
 /// The call under a `setjmp` point that catches a forced unwind in the exit
 /// sequence (`src/cancel/catch.rs`). Built whatever the features: the fallback
 /// runs hooks too.

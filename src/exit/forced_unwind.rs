@@ -95,6 +95,6 @@ pub(crate) fn disarm() {
 /// the exit sequence continues the thread's exit from inside this call (see
 /// `exit::run`); nothing else unwinds out of it.
 extern "C-unwind" fn on_forced_unwind(_arg: *mut c_void) {
-    crate::hijack::mark_fired();
-    crate::exit::run(crate::status::ExitTrigger::ForcedUnwind);
+    crate::record::arming::mark_fired();
+    super::run(crate::status::ExitTrigger::ForcedUnwind);
 }

@@ -16,23 +16,32 @@
 //!
 //! The sequence runs with cancellation disabled, and each handler and drop under
 //! a glibc cancel buffer that catches a forced unwind started inside it
-//! (`src/cancel/`). Panics in handlers and drops are caught; the rest still run;
+//! (`src/exit/cancel/`). Panics in handlers and drops are caught; the rest still run;
 //! one line on stderr reports them.
 
 use core::any::Any;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::record::{self, Record};
-use crate::status::{Destructor, ExitTrigger};
-use crate::{cancel, report};
+pub(crate) mod arm;
+pub(crate) mod cancel;
+#[cfg(hijack_supported)]
+mod config;
+pub(crate) mod fallback;
+mod first_panic;
+#[cfg(hijack_supported)]
+mod forced_unwind;
+#[cfg(hijack_supported)]
+pub(crate) mod hijack;
+mod main_thread;
+#[cfg(hijack_supported)]
+mod pin;
 
-/// Generations of handlers and values the exit sequence runs before it refuses
-/// new ones, and of records it runs after an `unload` in a handler. What exists
-/// when the sequence starts is generation 0; what a handler or drop of generation
-/// `k` registers is generation `k + 1`; past this bound it is refused (leaked,
-/// not run) and counted on stderr.
-pub const MAX_ROUNDS: usize = 8;
+pub(crate) use first_panic::FirstPanic;
+
+use crate::record::{self, MAX_ROUNDS, Record};
+use crate::report;
+use crate::status::{Destructor, ExitTrigger};
 
 /// Hijacked threads whose exit sequence the safety net had to start, but for the
 /// main thread's `exit()`.
@@ -52,7 +61,7 @@ impl RecordRef {
     /// Borrows the target record for `f`, or `None` if it is gone.
     fn borrow<R>(self, f: impl FnOnce(&mut Record) -> R) -> Option<R> {
         match self {
-            Self::Current { id } => record::with_current(|r| (r.id == id).then(|| f(r)))?,
+            Self::Current { id } => record::with_current(|r| (r.id() == id).then(|| f(r)))?,
             // SAFETY: an exiting record is freed only by the exit sequence that owns
             // this RecordRef, after it stops using it.
             Self::Exiting(record) => Some(unsafe { record::borrow(record, f) }),
@@ -168,11 +177,8 @@ fn run_record(
     caught: &mut Option<cancel::CaughtUnwind>,
 ) -> bool {
     // SAFETY: the caller passes this thread's live CURRENT record.
-    let (id, already, hijacked) = unsafe {
-        record::borrow(record, |r| {
-            (r.id, core::mem::replace(&mut r.exiting, true), r.arming.is_hijacked())
-        })
-    };
+    let (id, already, hijacked) =
+        unsafe { record::borrow(record, |r| (r.id(), r.begin_exit(), r.is_hijacked())) };
     if already {
         return false;
     }
@@ -194,7 +200,7 @@ fn run_record(
         }
         let bound = target.borrow(|r| {
             r.set_drop_generation(round as u8);
-            r.next_seq
+            r.next_seq()
         });
         drop_values(target, bound.unwrap_or(0), &mut outcome);
         if !target.borrow(|r| r.has_work()).unwrap_or(false) {
@@ -203,7 +209,7 @@ fn run_record(
     }
     // Round MAX_ROUNDS ran at the last generation, which registers nothing: any
     // work left was refused, so the record is empty.
-    let refused = target.borrow(|r| r.refused).unwrap_or(0);
+    let refused = target.borrow(|r| r.refused()).unwrap_or(0);
     if record::current_ptr() == record {
         record::set_current(core::ptr::null_mut());
     }
@@ -229,7 +235,7 @@ fn run_record(
 /// thread's `exit()` (its TLS destructors run inside `exit()`, before `main`
 /// returned to the trampoline) is the expected case and stays quiet.
 fn report_missed_hijack(id: u64, destructor: Destructor) {
-    if destructor == Destructor::ThreadLocal && crate::fallback::is_main_thread() {
+    if destructor == Destructor::ThreadLocal && main_thread::is_main_thread() {
         return;
     }
     MISSED_HIJACKS.fetch_add(1, Ordering::Relaxed);
