@@ -49,6 +49,41 @@
 //! # Kill switch
 //! `HIJACK_TLS=off` (also `0`, `false`, `no`) in the environment makes every thread use
 //! the fallback. It is read once, when the crate is loaded.
+//!
+//! # Map of the crate
+//! The floors, top to bottom (each file imports only from floors below it, but
+//! for the two upward references named below; `.ci/import_cycles.py` checks it):
+//! 1. This file and `key.rs`: the public API, free of `unsafe`.
+//! 2. `exit/arm.rs`: a thread's first use, record creation and arming (the
+//!    stack walk, through `exit/hijack.rs`, or the fallback alone).
+//! 3. The triggers, each starting the exit sequence (`exit::run`):
+//!    - `exit/hijack.rs` `on_trampoline`, called from the exit trampoline when a
+//!      hijacked start routine (or `main`) returns: `arch/x86_64/trampoline.rs`
+//!      and `arch/aarch64/trampoline.rs` name it with `sym`;
+//!    - `exit/forced_unwind.rs` `on_forced_unwind`: glibc's cleanup buffer on
+//!      `pthread_exit` and `pthread_cancel`;
+//!    - `exit/fallback.rs` `ExitGuard::drop` (a `thread_local!` destructor),
+//!      `run_from_key` (a pthread-key destructor) and `run_at_process_exit`
+//!      (`atexit`, the main thread's records where its `thread_local!`
+//!      destructors never run).
+//!
+//!    [`reset`] and [`unload`] drop values with the sequence's own
+//!    `exit::drop_values` and `exit::guarded`, but do not start it.
+//! 4. `exit/mod.rs`: the sequence (handlers, drops, generations, freeing), with
+//!    `exit/cancel/` holding cancellation off and catching forced unwinds.
+//! 5. `record/`: per-thread state behind private fields (`mod.rs`: the record,
+//!    the thread-local view and mirror, borrow/create/free; `slots.rs`,
+//!    `keyed.rs`, `value.rs`; `arming.rs`: how it is armed, the hijack handle,
+//!    the `FIRED` flag).
+//! 6. `status.rs`, `diagnostics.rs`, `report.rs`: what the crate reports.
+//! 7. `walk/` (the CFI stack walk) and `unwind_info/` (the trampolines' unwind
+//!    registration).
+//! 8. `arch.rs`, the one selection point of `arch/<isa>/`.
+//!
+//! The two upward references: the trampolines' `sym on_trampoline` (a
+//! trampoline entered by `ret` has no register to carry a callback), and the
+//! walker's stack-bounds code naming `diagnostics::StackBoundsSource` (cheaper
+//! than a twin enum). `.ci/import_cycles.allow` lists them.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
