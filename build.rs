@@ -3,7 +3,7 @@
 //! definition is gated on that one cfg, so there is a single selection point.
 //!
 //! Sets `glibc_cancel_catch` on Linux/glibc x86_64 and aarch64 whatever the
-//! features: the exit sequence's catch of forced unwinds (`src/cancel/`) needs
+//! features: the exit sequence's catch of forced unwinds (`src/exit/cancel/`) needs
 //! only glibc's cancel-buffer ABI and one small assembly routine per ISA.
 
 fn main() {

@@ -1,5 +1,23 @@
 //! The one selection point for ISA-specific code: every supported ISA exports
-//! the same names from `arch/<isa>/mod.rs`.
+//! the same names from `arch/<isa>/mod.rs`, each listed there by name:
+//!
+//! - registers (`regs.rs`): `Context` (an `arch/register_file.rs` instance),
+//!   `RA`, `SP`, `RA_SIGN_STATE`, `ADDRESS_SIZE`, `CAPTURED`, `FULL_SAVE_RULES`,
+//!   `vendor`, `is_callee_saved`, and the return-address signing
+//!   `strip_return_address` / `sign_return_address` (identity on x86_64);
+//! - capture (`capture.rs`): `capture_registers`, wrapped by [`with_context`];
+//! - frames (`frames.rs`): `CALL_RETURN_SLOT`, `FRAME_RECORD_FP`,
+//!   `glibc_thread_stack_top`, `main_entry_sp`;
+//! - protections: `shadow_stack_status`, `shadow_stack_enabled`,
+//!   `shadow_stack_state`, `pointer_auth_state`, `branch_target_state`;
+//! - the exit trampoline (`trampoline.rs`): `TRAMPOLINE_COPIES`, `TRAMPOLINE_LEN`,
+//!   `TRAMPOLINE_ENTRY_OFFSET`, `TRAMPOLINE_CFA_ROWS`, `CODE_ALIGNMENT`,
+//!   `DATA_ALIGNMENT`, `OBJECT_ARCHITECTURE`, `ORIGINAL_RETURNS`,
+//!   `trampoline_pad`, `trampoline_layout_ok`.
+//!
+//! The one upward reference of `arch/`: each trampoline names
+//! `sym crate::exit::hijack::on_trampoline` (entered by `ret`, it has no register
+//! to carry a callback), listed in `.ci/import_cycles.allow`.
 
 #[cfg(all(hijack_supported, target_arch = "x86_64"))]
 #[path = "../arch/x86_64/mod.rs"]
@@ -11,6 +29,11 @@ mod imp;
 
 #[cfg(hijack_supported)]
 pub(crate) use imp::*;
+
+/// The register file each ISA's `regs.rs` instantiates with its register numbers.
+#[cfg(hijack_supported)]
+#[path = "../arch/register_file.rs"]
+mod register_file;
 
 /// The call under a `setjmp` point that catches a forced unwind in the exit
 /// sequence (`src/cancel/catch.rs`). Built whatever the features: the fallback

@@ -49,6 +49,41 @@
 //! # Kill switch
 //! `HIJACK_TLS=off` (also `0`, `false`, `no`) in the environment makes every thread use
 //! the fallback. It is read once, when the crate is loaded.
+//!
+//! # Map of the crate
+//! The floors, top to bottom (each file imports only from floors below it, but
+//! for the two upward references named below; `.ci/import_cycles.py` checks it):
+//! 1. This file and `key.rs`: the public API, free of `unsafe`.
+//! 2. `exit/arm.rs`: a thread's first use, record creation and arming (the
+//!    stack walk, through `exit/hijack.rs`, or the fallback alone).
+//! 3. The triggers, each starting the exit sequence (`exit::run`):
+//!    - `exit/hijack.rs` `on_trampoline`, called from the exit trampoline when a
+//!      hijacked start routine (or `main`) returns: `arch/x86_64/trampoline.rs`
+//!      and `arch/aarch64/trampoline.rs` name it with `sym`;
+//!    - `exit/forced_unwind.rs` `on_forced_unwind`: glibc's cleanup buffer on
+//!      `pthread_exit` and `pthread_cancel`;
+//!    - `exit/fallback.rs` `ExitGuard::drop` (a `thread_local!` destructor),
+//!      `run_from_key` (a pthread-key destructor) and `run_at_process_exit`
+//!      (`atexit`, the main thread's records where its `thread_local!`
+//!      destructors never run).
+//!
+//!    [`reset`] and [`unload`] drop values with the sequence's own
+//!    `exit::drop_values` and `exit::guarded`, but do not start it.
+//! 4. `exit/mod.rs`: the sequence (handlers, drops, generations, freeing), with
+//!    `exit/cancel/` holding cancellation off and catching forced unwinds.
+//! 5. `record/`: per-thread state behind private fields (`mod.rs`: the record,
+//!    the thread-local view and mirror, borrow/create/free; `slots.rs`,
+//!    `keyed.rs`, `value.rs`; `arming.rs`: how it is armed, the hijack handle,
+//!    the `FIRED` flag).
+//! 6. `status.rs`, `diagnostics.rs`, `report.rs`: what the crate reports.
+//! 7. `walk/` (the CFI stack walk) and `unwind_info/` (the trampolines' unwind
+//!    registration).
+//! 8. `arch.rs`, the one selection point of `arch/<isa>/`.
+//!
+//! The two upward references: the trampolines' `sym on_trampoline` (a
+//! trampoline entered by `ret` has no register to carry a callback), and the
+//! walker's stack-bounds code naming `diagnostics::StackBoundsSource` (cheaper
+//! than a twin enum). `.ci/import_cycles.allow` lists them.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -56,44 +91,30 @@
 #[doc(hidden)]
 pub mod __fuzz;
 mod arch;
-mod arming;
-mod cancel;
-#[cfg(hijack_supported)]
-mod config;
 pub mod diagnostics;
 mod exit;
-mod fallback;
-#[cfg(hijack_supported)]
-mod forced_unwind;
-#[cfg(hijack_supported)]
-mod hijack;
-mod keyed;
+mod key;
 #[cfg(glibc_cancel_catch)]
 mod libc_symbol;
 mod miri_shims;
-#[cfg(hijack_supported)]
-mod pin;
 mod record;
-#[cfg(hijack_supported)]
-mod register_file;
 mod report;
 mod status;
-mod typed;
 #[cfg(hijack_supported)]
 mod unwind_info;
-mod value;
 #[cfg(hijack_supported)]
 mod walk;
 
-use core::any::Any;
 use core::hash::Hash;
 
-pub use exit::MAX_ROUNDS;
+use exit::FirstPanic;
+use exit::arm::with_current_or_create;
+
+pub use key::Key;
+pub use record::{MAX_ROUNDS, Value};
 pub use status::{Destructor, ExitTrigger, FallbackReason, Status};
 #[cfg(hijack_supported)]
 pub use status::{UnwindInfoFailure, WalkFailure};
-pub use typed::Key;
-pub use value::Value;
 
 /// Stores `value` under `key` for this thread, replacing and dropping any old value
 /// under the same key (of any type). Creates the thread's record on first use.
@@ -102,10 +123,10 @@ pub use value::Value;
 /// here. If the old value is borrowed right now by an enclosing [`with`], it is
 /// replaced at once and drops when that borrow ends.
 pub fn set<K: Hash + Eq + 'static, V: 'static>(key: K, value: V) {
-    let hash = keyed::hash_of(&key);
+    let hash = record::hash_of(&key);
     // A `V` already stored under `key` that nothing borrows is replaced in place,
     // without allocating; whatever is displaced drops after the record is released.
-    let value = match record::with_current_or_create(|r| r.replace_keyed(hash, &key, value)) {
+    let value = match with_current_or_create(|r| r.replace_keyed(hash, &key, value)) {
         Ok(old) => {
             drop(key);
             drop(old);
@@ -113,7 +134,7 @@ pub fn set<K: Hash + Eq + 'static, V: 'static>(key: K, value: V) {
         }
         Err(value) => value,
     };
-    let (unused_key, old) = record::with_current_or_create(|r| r.store_keyed(hash, key, value));
+    let (unused_key, old) = with_current_or_create(|r| r.store_keyed(hash, key, value));
     drop(unused_key);
     drop(old);
 }
@@ -134,9 +155,9 @@ pub fn get<K: Hash + Eq + 'static, V: Clone + 'static>(key: &K) -> Option<V> {
 /// has returned and the returned [`Value`] is dropped).
 #[inline]
 pub fn with<K: Hash + Eq + 'static, V: 'static, R>(key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
-    let hash = keyed::hash_of(key);
+    let hash = record::hash_of(key);
     // A handle of its own (a pin) keeps the value alive while `f` borrows it.
-    let pinned = record::read_current(|r| r.keyed.get::<K, V>(hash, key))??;
+    let pinned = record::read_current(|r| r.pin_keyed::<K, V>(hash, key))??;
     Some(f(&pinned))
 }
 
@@ -147,8 +168,8 @@ pub fn with<K: Hash + Eq + 'static, V: 'static, R>(key: &K, f: impl FnOnce(&V) -
 /// once; it stays alive until that borrow ends (and [`Value::downcast`] gives the
 /// value back only after that).
 pub fn del<K: Hash + Eq + 'static>(key: &K) -> Option<Value> {
-    let hash = keyed::hash_of(key);
-    let (shared, stored_key) = record::with_current(|r| r.keyed.remove(hash, key))??;
+    let hash = record::hash_of(key);
+    let (shared, stored_key) = record::with_current(|r| r.remove_keyed(hash, key))??;
     drop(stored_key);
     Some(Value::new(shared))
 }
@@ -160,7 +181,7 @@ pub fn del<K: Hash + Eq + 'static>(key: &K) -> Option<Value> {
 pub fn id() -> u64 {
     // The thread-local view has the ID while a record is current and not borrowed.
     match record::current_id() {
-        0 => record::with_current_or_create(|r| r.id),
+        0 => with_current_or_create(|r| r.id()),
         id => id,
     }
 }
@@ -177,7 +198,7 @@ pub fn id() -> u64 {
 /// way and the first refusal is reported at once.
 pub fn at_exit(f: impl FnOnce() + 'static) {
     let handler: record::Handler = Box::new(f);
-    record::with_current_or_create(|r| r.push_handler(handler));
+    with_current_or_create(|r| r.push_handler(handler));
 }
 
 /// Drops all of this thread's values (keyed and in [`Key`]s), newest first; keeps the
@@ -186,9 +207,9 @@ pub fn at_exit(f: impl FnOnce() + 'static) {
 /// Values stored by the drops themselves are kept. If a drop panics, the rest are
 /// still dropped and the first panic is resumed afterwards.
 pub fn reset() {
-    let Some((id, bound)) = record::with_current(|r| (r.id, r.next_seq)) else { return };
+    let Some((id, bound)) = record::with_current(|r| (r.id(), r.next_seq())) else { return };
     let mut first_panic = FirstPanic::default();
-    exit::drop_values(exit::Target::Current { id }, bound, &mut first_panic);
+    exit::drop_values(exit::RecordRef::Current { id }, bound, &mut first_panic);
     first_panic.resume();
 }
 
@@ -201,24 +222,7 @@ pub fn reset() {
 /// that sequence. If a drop panics, the rest are still dropped and the first panic is
 /// resumed afterwards.
 pub fn unload() {
-    let record = record::current_ptr();
-    if record.is_null() {
-        return;
-    }
-    // SAFETY: a non-null CURRENT is this thread's live record.
-    let (contents, arming, exiting) = unsafe {
-        record::borrow(record, |r| {
-            let arming = core::mem::replace(&mut r.arming, arming::Arming::None);
-            (r.take_contents(), arming, r.exiting)
-        })
-    };
-    record::set_current(core::ptr::null_mut());
-    record::publish_no_record();
-    arming.disarm();
-    if !exiting {
-        // SAFETY: no longer CURRENT, emptied above, and no exit sequence owns it.
-        unsafe { record::free(record) };
-    }
+    let Some(contents) = record::unload_current() else { return };
     let mut first_panic = FirstPanic::default();
     for handler in contents.handlers {
         exit::guarded(|| drop(handler), &mut first_panic);
@@ -234,45 +238,4 @@ pub fn unload() {
 /// also answers in a signal handler.
 pub fn status() -> Status {
     record::published_status()
-}
-
-/// Keeps the first panic of a loop of drops (or the first forced unwind, which
-/// wins), to resume once the loop is done.
-#[derive(Default)]
-struct FirstPanic {
-    panic: Option<Box<dyn Any + Send>>,
-    forced_unwind: Option<cancel::CaughtUnwind>,
-}
-
-impl exit::Outcome for FirstPanic {
-    fn panicked(&mut self, payload: Box<dyn Any + Send>) {
-        if self.panic.is_none() {
-            self.panic = Some(payload);
-        } else {
-            report::drop_payload(payload);
-        }
-    }
-
-    fn forced_unwind(&mut self, caught: cancel::CaughtUnwind) {
-        // A second one inside the same loop is the same thread exit again.
-        self.forced_unwind.get_or_insert(caught);
-    }
-}
-
-impl FirstPanic {
-    /// Resumes the forced unwind (the thread leaves, as the drop asked), or else
-    /// the first panic.
-    fn resume(self) {
-        if let Some(caught) = self.forced_unwind {
-            if let Some(payload) = self.panic {
-                report::drop_payload(payload);
-            }
-            // SAFETY: `reset` and `unload` are called from Rust code, which a
-            // `pthread_exit` in a value's drop would have unwound anyway.
-            unsafe { caught.resume() }
-        }
-        if let Some(payload) = self.panic {
-            std::panic::resume_unwind(payload);
-        }
-    }
 }

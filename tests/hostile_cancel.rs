@@ -1,5 +1,5 @@
 //! Review attacks on the cancellation and forced-unwind handling of the exit
-//! sequence (`src/cancel/`, `src/exit.rs`, `src/forced_unwind.rs`). Each case runs
+//! sequence (`src/exit/cancel/`, `src/exit/mod.rs`, `src/exit/forced_unwind.rs`). Each case runs
 //! in a child under a timeout, in both modes (hijack, and `HIJACK_TLS=off`).
 
 mod common;

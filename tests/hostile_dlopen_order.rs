@@ -1,6 +1,6 @@
 //! The documented exception to "after the thread's frames unwound" (README, "How a
 //! thread's exit sequence runs"): the crate's old-style cleanup buffer
-//! (`src/forced_unwind.rs`) is a `thread_local!`; in a `dlopen`ed copy of the
+//! (`src/exit/forced_unwind.rs`) is a `thread_local!`; in a `dlopen`ed copy of the
 //! crate that is dynamic TLS (`R_X86_64_DTPMOD64`, allocated by `__tls_get_addr`
 //! with `malloc`, below the thread's stack), so glibc's `unwind_stop` finds it
 //! "left" (`FRAME_LEFT`) at the first step of the unwind, as on the main thread:

@@ -70,7 +70,7 @@ pub(crate) fn is_callee_saved(reg: Register) -> bool {
 
 /// The registers of one frame, by DWARF number, each with a "known" flag.
 pub(crate) type Context =
-    crate::register_file::RegisterFile<COUNT, CALLEE_SAVED, { PC.0 }, { SP.0 }>;
+    crate::arch::register_file::RegisterFile<COUNT, CALLEE_SAVED, { PC.0 }, { SP.0 }>;
 
 #[cfg(test)]
 mod tests {

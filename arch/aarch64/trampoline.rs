@@ -135,7 +135,7 @@ core::arch::global_asm!(
     ".quad hijack_tls_trampoline_\\k",
     ".endr",
     ".popsection",
-    exit = sym crate::hijack::on_trampoline,
+    exit = sym crate::exit::hijack::on_trampoline,
     originals = sym ORIGINAL_RETURNS,
 );
 

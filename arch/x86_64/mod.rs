@@ -9,9 +9,17 @@ mod regs;
 mod shadow_stack;
 mod trampoline;
 
-pub(crate) use capture::*;
-pub(crate) use frames::*;
-pub(crate) use protection::*;
-pub(crate) use regs::*;
-pub(crate) use shadow_stack::*;
-pub(crate) use trampoline::*;
+// The arch contract `src/arch.rs` documents, listed name by name.
+pub(crate) use capture::capture_registers;
+pub(crate) use frames::{CALL_RETURN_SLOT, FRAME_RECORD_FP, glibc_thread_stack_top, main_entry_sp};
+pub(crate) use protection::{branch_target_state, pointer_auth_state, shadow_stack_state};
+pub(crate) use regs::{
+    ADDRESS_SIZE, CAPTURED, Context, FULL_SAVE_RULES, RA, RA_SIGN_STATE, SP, is_callee_saved,
+    sign_return_address, strip_return_address, vendor,
+};
+pub(crate) use shadow_stack::{shadow_stack_enabled, shadow_stack_status};
+pub(crate) use trampoline::{
+    CODE_ALIGNMENT, DATA_ALIGNMENT, OBJECT_ARCHITECTURE, ORIGINAL_RETURNS, TRAMPOLINE_CFA_ROWS,
+    TRAMPOLINE_COPIES, TRAMPOLINE_ENTRY_OFFSET, TRAMPOLINE_LEN, trampoline_layout_ok,
+    trampoline_pad,
+};

@@ -79,7 +79,7 @@ pub(crate) fn sign_return_address(address: u64, _modifier: u64) -> u64 {
 
 /// The registers of one frame, by DWARF number, each with a "known" flag.
 pub(crate) type Context =
-    crate::register_file::RegisterFile<COUNT, CALLEE_SAVED, { RA.0 }, { SP.0 }>;
+    crate::arch::register_file::RegisterFile<COUNT, CALLEE_SAVED, { RA.0 }, { SP.0 }>;
 
 #[cfg(test)]
 mod tests {

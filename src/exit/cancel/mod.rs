@@ -87,12 +87,12 @@ impl Drop for Hold {
     fn drop(&mut self) {
         #[cfg(unix)]
         if self.old_state != abi::DISABLE {
-            // SAFETY: valid type and state, null old-value pointers (allowed by
-            // glibc and POSIX); with the type deferred, enabling never acts.
-            unsafe {
-                abi::pthread_setcanceltype(abi::DEFERRED, core::ptr::null_mut());
-                abi::pthread_setcancelstate(self.old_state, core::ptr::null_mut());
-            }
+            // SAFETY: a valid type and a null old-value pointer (allowed by glibc
+            // and POSIX); cancellation is still disabled, so nothing acts.
+            unsafe { abi::pthread_setcanceltype(abi::DEFERRED, core::ptr::null_mut()) };
+            // SAFETY: a valid state and a null old-value pointer; with the type
+            // deferred (just above), enabling never acts.
+            unsafe { abi::pthread_setcancelstate(self.old_state, core::ptr::null_mut()) };
         }
     }
 }

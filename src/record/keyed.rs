@@ -8,7 +8,7 @@ use core::any::{Any, TypeId};
 use core::hash::{Hash, Hasher};
 use hashbrown::HashTable;
 
-use crate::value::{self, Displaced, Pinned, Shared};
+use super::value::{self, Displaced, Pinned, Shared};
 
 /// A key stored type-erased; its type is checked before it is compared.
 pub(crate) trait ErasedKey {

@@ -75,15 +75,17 @@ pub(crate) fn disarm() {
     let buffer = BUFFER.with(UnsafeCell::get);
     // Read the list head by pushing a probe: glibc stores the head in `prev`.
     let mut probe = CleanupBuffer::EMPTY;
-    // SAFETY: the probe is a live local popped again before it goes out of scope;
-    // popping with execute = 0 runs nothing.
-    unsafe {
-        _pthread_cleanup_push(&mut probe, on_forced_unwind, ptr::null_mut());
-        let head = probe.prev;
-        _pthread_cleanup_pop(&mut probe, 0);
-        if head == buffer {
-            _pthread_cleanup_pop(buffer, 0);
-        }
+    // SAFETY: the probe is a live local, popped again below before it goes out
+    // of scope; only glibc writes it meanwhile.
+    unsafe { _pthread_cleanup_push(&mut probe, on_forced_unwind, ptr::null_mut()) };
+    let head = probe.prev;
+    // SAFETY: the probe is the list head (pushed just above); popping it with
+    // execute = 0 runs nothing and restores the head to `head`.
+    unsafe { _pthread_cleanup_pop(&mut probe, 0) };
+    if head == buffer {
+        // SAFETY: `buffer` is this thread's pushed static-TLS buffer and the list
+        // head (checked just above); execute = 0 runs nothing.
+        unsafe { _pthread_cleanup_pop(buffer, 0) };
     }
 }
 
@@ -93,6 +95,6 @@ pub(crate) fn disarm() {
 /// the exit sequence continues the thread's exit from inside this call (see
 /// `exit::run`); nothing else unwinds out of it.
 extern "C-unwind" fn on_forced_unwind(_arg: *mut c_void) {
-    crate::hijack::thread_is_exiting();
-    crate::exit::run(crate::status::ExitTrigger::ForcedUnwind);
+    crate::record::arming::mark_fired();
+    super::run(crate::status::ExitTrigger::ForcedUnwind);
 }

@@ -14,7 +14,8 @@ pub(crate) fn trampolines_pinned() -> bool {
 }
 
 fn pin() -> bool {
-    let ours = crate::hijack::on_trampoline as *const c_void;
+    // Any address in the object that holds the trampolines: their first pad.
+    let ours = crate::arch::trampoline_pad(0) as *const c_void;
     // The main program is never unloaded. Decided by its loaded segments
     // (`AT_PHDR`), not by `dladdr`, which answers nothing in a statically linked
     // program (glibc's static `dladdr` knows only `dlopen`ed objects).

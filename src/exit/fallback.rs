@@ -11,6 +11,7 @@ use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+use super::main_thread::is_main_thread;
 use crate::status::{Destructor, ExitTrigger};
 
 /// Runs the exit sequence when the thread's `thread_local!` destructors run.
@@ -18,7 +19,7 @@ struct ExitGuard;
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        crate::exit::run(by(Destructor::ThreadLocal));
+        super::run(by(Destructor::ThreadLocal));
     }
 }
 
@@ -154,22 +155,6 @@ fn set_exit_key() -> bool {
     unsafe { libc::pthread_setspecific(key, marker) == 0 }
 }
 
-/// Whether this is the process's main thread (its thread ID is the process ID).
-#[cfg(target_os = "linux")]
-pub(crate) fn is_main_thread() -> bool {
-    // SAFETY: gettid and getpid have no preconditions.
-    let (tid, pid) = unsafe { (libc::gettid(), libc::getpid()) };
-    // Both fail (-1) under a seccomp filter refusing them: then no thread counts
-    // as the main one (its late records use the pthread key), rather than all.
-    tid > 0 && tid == pid
-}
-
-/// Elsewhere the main thread is not told apart: its late records use the pthread key.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn is_main_thread() -> bool {
-    false
-}
-
 /// Whether [`run_at_process_exit`] is registered and has not started yet.
 static AT_EXIT_PENDING: AtomicBool = AtomicBool::new(false);
 
@@ -193,7 +178,7 @@ fn register_at_process_exit() -> bool {
 
 extern "C" fn run_at_process_exit() {
     AT_EXIT_PENDING.store(false, Ordering::Release);
-    crate::exit::run(by(Destructor::ProcessExit));
+    super::run(by(Destructor::ProcessExit));
 }
 
 /// The process-wide pthread key whose destructor runs the exit sequence.
@@ -208,5 +193,5 @@ fn exit_key() -> Option<libc::pthread_key_t> {
 }
 
 extern "C" fn run_from_key(_marker: *mut c_void) {
-    crate::exit::run(by(Destructor::PthreadKey));
+    super::run(by(Destructor::PthreadKey));
 }

@@ -1,19 +1,18 @@
-//! Typed static keys: each [`Key`] is an index into a per-thread slot table.
+//! Typed static keys, the public half of the typed slots: each [`Key`] is an
+//! index into a per-thread slot table (`record/slots.rs`).
 //!
 //! Reads take a fast path that borrows nothing. The first keys to be set (up to
 //! `record::MIRRORED_SLOTS`) are read from a thread-local mirror of their value
 //! addresses; the others from a view of the record's slot table that the record
-//! keeps in thread-local storage while it is not borrowed (`record::slots_view`).
+//! keeps in thread-local storage while it is not borrowed (`record::viewed_slot`).
 //! Either way the read pins the value with a handle of its own for the length of
 //! the caller's closure.
 
 use core::marker::PhantomData;
-use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::keyed::Location;
-use crate::record;
-use crate::value::{self, Displaced, Shared};
+use crate::exit::arm;
+use crate::record::{self, Displaced};
 
 /// A typed thread-local key, the fast path: `static COUNTER: Key<u64> = Key::new();`.
 ///
@@ -72,7 +71,7 @@ impl<T: 'static> Key<T> {
     pub fn set(&self, value: T) -> Option<T> {
         let index = self.index();
         // SAFETY: slot `index` belongs to this key alone, so it only ever holds a T.
-        let displaced = record::with_current_or_create(|r| unsafe { r.store_slot(index, value) });
+        let displaced = arm::with_current_or_create(|r| unsafe { r.store_slot(index, value) });
         match displaced {
             Displaced::Nothing => None,
             Displaced::InPlace(old) => Some(old),
@@ -105,23 +104,19 @@ impl<T: 'static> Key<T> {
             // SAFETY: slot `index` belongs to this key alone, so its value is a T,
             // and the mirror names it only while the record's handle keeps it alive;
             // the pin takes a handle of its own until this call ends.
-            let pinned = unsafe { value::pin::<T>(address) };
+            let pinned = unsafe { record::pin_value::<T>(address) };
             return Some(f(&*pinned));
         }
-        let (slots, len) = record::slots_view();
-        if index >= len {
+        let Some(address) = record::viewed_slot(index) else {
             return self.with_slow(index, f);
-        }
-        // SAFETY: a non-empty view describes the slot table of this thread's live,
-        // unborrowed record, and `index` is inside it.
-        let address = unsafe { Slot::address_at(slots, index) };
+        };
         if address.is_null() {
             return None;
         }
         // SAFETY: slot `index` belongs to this key alone, so its value is a T, and
         // the record's handle keeps it alive until the pin takes its own; the pin
         // is dropped when this call ends.
-        let pinned = unsafe { value::pin::<T>(address) };
+        let pinned = unsafe { record::pin_value::<T>(address) };
         Some(f(&*pinned))
     }
 
@@ -133,11 +128,11 @@ impl<T: 'static> Key<T> {
     #[inline(never)]
     fn with_slow<R>(&self, index: usize, f: impl FnOnce(&T) -> R) -> Option<R> {
         let pinned = record::read_current(|r| {
-            let address = r.slots.get(index)?;
+            let address = r.slot_address(index)?;
             // SAFETY: slot `index` belongs to this key alone, so it holds a T, kept
             // alive by the record while the pin takes its own handle; the pin is
             // dropped when this call ends.
-            Some(unsafe { value::pin::<T>(address) })
+            Some(unsafe { record::pin_value::<T>(address) })
         })??;
         Some(f(&*pinned))
     }
@@ -164,114 +159,5 @@ impl<T: 'static> core::fmt::Debug for Key<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let index = Some(self.index.load(Ordering::Relaxed)).filter(|&i| i != UNASSIGNED);
         f.debug_struct("Key").field("index", &index).finish()
-    }
-}
-
-/// One typed slot.
-pub(crate) struct Slot {
-    /// The record's handle to the value; `None` (a null word) when empty. Its
-    /// address is the one word the fast path reads.
-    shared: Option<Shared>,
-    /// The stored value's sequence number.
-    seq: u64,
-}
-
-impl Slot {
-    const EMPTY: Self = Self { shared: None, seq: 0 };
-
-    /// The value address in slot `index` of the table at `slots`; null if empty.
-    ///
-    /// # Safety
-    /// `slots` must point at a live slot table longer than `index` that no one
-    /// mutates during the call.
-    #[inline]
-    unsafe fn address_at(slots: *const Slot, index: usize) -> *const () {
-        // SAFETY: the caller guarantees `slots + index` is a live Slot that nothing
-        // mutates meanwhile, so a shared reference to its handle is sound.
-        let shared = unsafe { &(*slots.add(index)).shared };
-        shared.as_ref().map_or(ptr::null(), Shared::address)
-    }
-}
-
-/// One thread's typed slots.
-pub(crate) struct Slots {
-    slots: Vec<Slot>,
-    /// How many slots hold a value.
-    filled: usize,
-}
-
-impl Slots {
-    pub(crate) const fn new() -> Self {
-        Self { slots: Vec::new(), filled: 0 }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.filled == 0
-    }
-
-    /// The table's start and length, for the thread-local view the fast path reads.
-    /// Valid until the next change to this table.
-    #[inline]
-    pub(crate) fn view(&self) -> (*const Slot, usize) {
-        (self.slots.as_ptr(), self.slots.len())
-    }
-
-    /// The address of the value in slot `index`, if any.
-    #[inline]
-    pub(crate) fn get(&self, index: usize) -> Option<*const ()> {
-        Some(self.slots.get(index)?.shared.as_ref()?.address())
-    }
-
-    /// Puts `value` with sequence number `seq` in slot `index`: in place, without
-    /// allocating, when the slot holds a value nothing borrows; returns what it
-    /// displaced.
-    ///
-    /// # Safety
-    /// Slot `index` must only ever hold `T`s.
-    pub(crate) unsafe fn store<T: 'static>(
-        &mut self,
-        index: usize,
-        seq: u64,
-        value: T,
-    ) -> Displaced<T> {
-        if index >= self.slots.len() {
-            self.slots.resize_with(index + 1, || Slot::EMPTY);
-        }
-        let slot = &mut self.slots[index];
-        slot.seq = seq;
-        let Some(shared) = &mut slot.shared else {
-            slot.shared = Some(value::share(value));
-            self.filled += 1;
-            return Displaced::Nothing;
-        };
-        // SAFETY: the caller guarantees the slot holds a T.
-        match unsafe { shared.get_mut_unchecked::<T>() } {
-            Some(stored) => Displaced::InPlace(core::mem::replace(stored, value)),
-            None => Displaced::Handle(core::mem::replace(shared, value::share(value))),
-        }
-    }
-
-    /// Empties slot `index`.
-    pub(crate) fn take(&mut self, index: usize) -> Option<Shared> {
-        let old = self.slots.get_mut(index)?.shared.take()?;
-        self.filled -= 1;
-        Some(old)
-    }
-
-    /// Appends `(seq, slot)` of every value with a sequence number below `bound`.
-    pub(crate) fn list_below(&self, bound: u64, out: &mut Vec<(u64, Location)>) {
-        for (index, slot) in self.slots.iter().enumerate() {
-            if slot.shared.is_some() && slot.seq < bound {
-                out.push((slot.seq, Location::Slot(index)));
-            }
-        }
-    }
-
-    /// Empties slot `index` if it holds the value with sequence number `seq`.
-    pub(crate) fn take_seq(&mut self, index: usize, seq: u64) -> Option<Shared> {
-        match self.slots.get(index) {
-            Some(slot) if slot.shared.is_some() && slot.seq == seq => self.take(index),
-            _ => None,
-        }
     }
 }

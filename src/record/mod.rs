@@ -21,12 +21,25 @@ use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering, compiler_fence};
 
-use crate::arming::Arming;
-use crate::exit::MAX_ROUNDS;
-use crate::keyed::{KeyedMap, Location, StoredKey};
+pub(crate) mod arming;
+mod keyed;
+mod slots;
+mod value;
+
 use crate::status::{ExitTrigger, Status};
-use crate::typed::{Slot, Slots};
-use crate::value::{Displaced, Shared};
+use arming::Arming;
+pub(crate) use keyed::hash_of;
+use keyed::{KeyedMap, Location, StoredKey};
+use slots::{Slot, Slots};
+pub use value::Value;
+pub(crate) use value::{Displaced, Pinned, Shared, pin as pin_value};
+
+/// Generations of handlers and values the exit sequence runs before it refuses
+/// new ones, and of records it runs after an `unload` in a handler. What exists
+/// when the sequence starts is generation 0; what a handler or drop of generation
+/// `k` registers is generation `k + 1`; past this bound it is refused (leaked,
+/// not run) and counted on stderr.
+pub const MAX_ROUNDS: usize = 8;
 
 /// An at-exit handler.
 pub(crate) type Handler = Box<dyn FnOnce()>;
@@ -42,25 +55,26 @@ pub(crate) struct Hook {
 /// One thread's state.
 pub(crate) struct Record {
     /// Nonzero, never reused.
-    pub(crate) id: u64,
+    id: u64,
     /// Values stored under hashed keys.
-    pub(crate) keyed: KeyedMap,
+    keyed: KeyedMap,
     /// Values stored under typed [`Key`](crate::Key)s, indexed by key index.
-    pub(crate) slots: Slots,
+    /// Changed only through methods that call [`mirror`](Self::mirror).
+    slots: Slots,
     /// At-exit handlers, run last-in first-out.
-    pub(crate) handlers: Vec<Hook>,
+    handlers: Vec<Hook>,
     /// Sequence number for the next stored value; values drop newest first.
-    pub(crate) next_seq: u64,
+    next_seq: u64,
     /// How the exit sequence is armed.
-    pub(crate) arming: Arming,
+    arming: Arming,
     /// The exit sequence is running on this record (it owns the freeing).
-    pub(crate) exiting: bool,
+    exiting: bool,
     /// While `exiting`: the generation of the handler or drop running now. What it
     /// registers is one generation later; past [`MAX_ROUNDS`] it is refused.
     generation: u8,
     /// How many values and handlers were refused (past the generation bound, or
     /// with nothing armed to run them).
-    pub(crate) refused: usize,
+    refused: usize,
 }
 
 /// A value taken out of the record, with its key; dropped once the record is released.
@@ -71,12 +85,65 @@ pub(crate) struct Detached {
 
 /// Everything `unload` takes out of a record, to drop after the record is gone.
 pub(crate) struct Contents {
+    /// The handlers, not to be run.
     pub(crate) handlers: Vec<Hook>,
     /// Newest first.
     pub(crate) values: Vec<Detached>,
 }
 
 impl Record {
+    /// This record's thread ID: nonzero, never reused.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The sequence number the next stored value gets: every value stored so
+    /// far is below it.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// How many values and handlers this record refused.
+    pub(crate) fn refused(&self) -> usize {
+        self.refused
+    }
+
+    /// Whether the return address was hijacked for this record.
+    pub(crate) fn is_hijacked(&self) -> bool {
+        self.arming.is_hijacked()
+    }
+
+    /// Marks the exit sequence as running on this record (from now on it owns
+    /// the freeing); returns whether it already was.
+    pub(crate) fn begin_exit(&mut self) -> bool {
+        core::mem::replace(&mut self.exiting, true)
+    }
+
+    /// A pin of the keyed value under `key`, if there is one and it is a `V`.
+    #[inline]
+    pub(crate) fn pin_keyed<K: Eq + 'static, V: 'static>(
+        &self,
+        hash: u64,
+        key: &K,
+    ) -> Option<Pinned<V>> {
+        self.keyed.get::<K, V>(hash, key)
+    }
+
+    /// Removes the keyed value under `key`; returns its handle and stored key.
+    pub(crate) fn remove_keyed<K: Eq + 'static>(
+        &mut self,
+        hash: u64,
+        key: &K,
+    ) -> Option<(Shared, StoredKey)> {
+        self.keyed.remove(hash, key)
+    }
+
+    /// The address of the value in typed slot `index`, if any.
+    #[inline]
+    pub(crate) fn slot_address(&self, index: usize) -> Option<*const ()> {
+        self.slots.get(index)
+    }
+
     fn take_seq(&mut self) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -237,7 +304,7 @@ impl Record {
     }
 
     /// Takes out every handler and value.
-    pub(crate) fn take_contents(&mut self) -> Contents {
+    fn take_contents(&mut self) -> Contents {
         let handlers = core::mem::take(&mut self.handlers);
         let list = self.values_below(u64::MAX);
         let values = list.into_iter().filter_map(|(seq, at)| self.detach(seq, at)).collect();
@@ -399,11 +466,19 @@ fn mirror_slot(index: usize, address: *const ()) {
     });
 }
 
-/// The current record's typed slot table, if a record is current and not borrowed;
-/// `(_, 0)` otherwise. Valid until the thread next borrows the record.
+/// The value address in the current record's typed slot `index` as the view
+/// has it (null: the slot is empty), or `None` if the view cannot answer: no
+/// record, the record is borrowed, or `index` is past the table. Valid until the
+/// thread next borrows the record.
 #[inline]
-pub(crate) fn slots_view() -> (*const Slot, usize) {
-    LOCAL.with(|local| (local.slots.get(), local.slots_len.get()))
+pub(crate) fn viewed_slot(index: usize) -> Option<*const ()> {
+    let (slots, len) = LOCAL.with(|local| (local.slots.get(), local.slots_len.get()));
+    if index >= len {
+        return None;
+    }
+    // SAFETY: a non-empty view describes the slot table of this thread's live,
+    // unborrowed record, and `index` is inside it.
+    Some(unsafe { Slot::address_at(slots, index) })
 }
 
 /// The current record's ID, or 0 if the thread has none. Needs no borrow.
@@ -525,48 +600,34 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&mut Record) -> R) -> Option<R> {
     Some(unsafe { borrow(record, f) })
 }
 
-/// Runs `f` on this thread's record, creating and arming one first if needed.
-#[inline]
-pub(crate) fn with_current_or_create<R>(f: impl FnOnce(&mut Record) -> R) -> R {
+/// Runs `f` on this thread's record, or, if it has none, `first_use(f)` (from
+/// `exit::arm`, which creates and arms one). Always inlined: the hot path keeps
+/// the frames the stack budget was measured on (a debug build's
+/// `PTHREAD_STACK_MIN` thread has no room for more, `reliability_stacks`).
+#[inline(always)]
+pub(crate) fn with_current_or<R, F: FnOnce(&mut Record) -> R>(
+    f: F,
+    first_use: impl FnOnce(F) -> R,
+) -> R {
     let record = current_ptr();
     if record.is_null() {
-        return create_then(f);
+        return first_use(f);
     }
     // SAFETY: `record` is this thread's live record.
     unsafe { borrow(record, f) }
 }
 
-/// The first use: creates, arms and installs a record, then runs `f` on it, all
-/// with cancellation deferred ([`Deferral`](crate::cancel::Deferral)): an
-/// asynchronous cancel can land neither in the walk nor inside a borrow, where it
-/// would leave the record half-changed and the borrow flag set. A cancel that
-/// arrived meanwhile acts once both are done.
-///
-/// This frame holds nothing to drop, and the borrow (with its guard) runs in a
-/// frame of its own: an asynchronous cancel that lands here, before the deferral
-/// or after it, unwinds a frame without cleanups, which is allowed at any
-/// instruction (one with a landing-pad table is unwound only at its calls).
-#[cold]
-#[inline(never)]
-fn create_then<R>(f: impl FnOnce(&mut Record) -> R) -> R {
-    let deferral = crate::cancel::Deferral::new();
-    let result = create_and_borrow(f);
-    deferral.end();
-    result
-}
+/// A record just created and installed as this thread's current one, to be
+/// armed and then borrowed once; no user code runs in between.
+pub(crate) struct Created(*mut Record);
 
-/// Creates the record and runs `f` on it ([`create_then`]'s deferred part).
-#[inline(never)]
-fn create_and_borrow<R>(f: impl FnOnce(&mut Record) -> R) -> R {
-    let record = create();
-    // SAFETY: just created and installed as CURRENT.
-    unsafe { borrow(record, f) }
-}
-
-/// Creates, arms and installs a new record for this thread.
-#[cold]
-#[inline(never)]
-fn create() -> *mut Record {
+/// Creates and installs a new, not yet armed record for this thread. The stack
+/// walk and the rest of the arming are the caller's (`exit::arm`): a storage
+/// call never performs the mechanism itself. Always inlined, as are the
+/// [`Created`] methods: the first use's frames stay those the stack budget was
+/// measured on (`exit/arm.rs`'s `create` and `create_and_borrow`).
+#[inline(always)]
+pub(crate) fn create() -> Created {
     let record = Box::into_raw(Box::new(Record {
         id: next_id(),
         keyed: KeyedMap::new(),
@@ -579,11 +640,50 @@ fn create() -> *mut Record {
         refused: 0,
     }));
     set_current(record);
-    let arming = crate::arming::arm();
-    publish_status(arming.status());
-    // SAFETY: just created and installed; no user code ran since.
-    unsafe { borrow(record, |r| r.arming = arming) };
-    record
+    Created(record)
+}
+
+impl Created {
+    /// Publishes the status of `arming` and stores it in the record.
+    #[inline(always)]
+    pub(crate) fn set_arming(&self, arming: Arming) {
+        publish_status(arming.status());
+        // SAFETY: just created and installed (`create`); no user code ran since.
+        unsafe { borrow(self.0, |r| r.arming = arming) };
+    }
+
+    /// Runs `f` on the record.
+    #[inline(always)]
+    pub(crate) fn borrow<R>(self, f: impl FnOnce(&mut Record) -> R) -> R {
+        // SAFETY: just created and installed as CURRENT; no user code ran since.
+        unsafe { borrow(self.0, f) }
+    }
+}
+
+/// `unload`'s part on the record: detaches this thread's record (no longer
+/// current, `Inactive` or `Exited` published), disarms its exit hook, frees it
+/// unless an exit sequence owns it, and returns its contents for the caller to
+/// drop with no record left. `None` if the thread has no record.
+pub(crate) fn unload_current() -> Option<Contents> {
+    let record = current_ptr();
+    if record.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null CURRENT is this thread's live record.
+    let (contents, arming, exiting) = unsafe {
+        borrow(record, |r| {
+            let arming = core::mem::replace(&mut r.arming, Arming::None);
+            (r.take_contents(), arming, r.exiting)
+        })
+    };
+    set_current(ptr::null_mut());
+    publish_no_record();
+    arming.disarm();
+    if !exiting {
+        // SAFETY: no longer CURRENT, emptied above, and no exit sequence owns it.
+        unsafe { free(record) };
+    }
+    Some(contents)
 }
 
 /// Frees a record that is no longer current and whose contents were taken out.

@@ -16,23 +16,32 @@
 //!
 //! The sequence runs with cancellation disabled, and each handler and drop under
 //! a glibc cancel buffer that catches a forced unwind started inside it
-//! (`src/cancel/`). Panics in handlers and drops are caught; the rest still run;
+//! (`src/exit/cancel/`). Panics in handlers and drops are caught; the rest still run;
 //! one line on stderr reports them.
 
 use core::any::Any;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::record::{self, Record};
-use crate::status::{Destructor, ExitTrigger};
-use crate::{cancel, report};
+pub(crate) mod arm;
+pub(crate) mod cancel;
+#[cfg(hijack_supported)]
+mod config;
+pub(crate) mod fallback;
+mod first_panic;
+#[cfg(hijack_supported)]
+mod forced_unwind;
+#[cfg(hijack_supported)]
+pub(crate) mod hijack;
+mod main_thread;
+#[cfg(hijack_supported)]
+mod pin;
 
-/// Generations of handlers and values the exit sequence runs before it refuses
-/// new ones, and of records it runs after an `unload` in a handler. What exists
-/// when the sequence starts is generation 0; what a handler or drop of generation
-/// `k` registers is generation `k + 1`; past this bound it is refused (leaked,
-/// not run) and counted on stderr.
-pub const MAX_ROUNDS: usize = 8;
+pub(crate) use first_panic::FirstPanic;
+
+use crate::record::{self, MAX_ROUNDS, Record};
+use crate::report;
+use crate::status::{Destructor, ExitTrigger};
 
 /// Hijacked threads whose exit sequence the safety net had to start, but for the
 /// main thread's `exit()`.
@@ -40,7 +49,7 @@ pub(crate) static MISSED_HIJACKS: AtomicUsize = AtomicUsize::new(0);
 
 /// Which record a value-dropping loop works on.
 #[derive(Clone, Copy)]
-pub(crate) enum Target {
+pub(crate) enum RecordRef {
     /// The thread's current record, as long as it is the one with this ID
     /// (a `Drop` may `unload` it or replace it with a fresh one).
     Current { id: u64 },
@@ -48,13 +57,13 @@ pub(crate) enum Target {
     Exiting(*mut Record),
 }
 
-impl Target {
+impl RecordRef {
     /// Borrows the target record for `f`, or `None` if it is gone.
     fn borrow<R>(self, f: impl FnOnce(&mut Record) -> R) -> Option<R> {
         match self {
-            Self::Current { id } => record::with_current(|r| (r.id == id).then(|| f(r)))?,
+            Self::Current { id } => record::with_current(|r| (r.id() == id).then(|| f(r)))?,
             // SAFETY: an exiting record is freed only by the exit sequence that owns
-            // this Target, after it stops using it.
+            // this RecordRef, after it stops using it.
             Self::Exiting(record) => Some(unsafe { record::borrow(record, f) }),
         }
     }
@@ -72,7 +81,7 @@ pub(crate) trait Outcome {
 
 /// Drops the target's values stored before `bound`, newest first, each outside any
 /// borrow of the record. Every panic payload is passed to `outcome`.
-pub(crate) fn drop_values(target: Target, bound: u64, outcome: &mut dyn Outcome) {
+pub(crate) fn drop_values(target: RecordRef, bound: u64, outcome: &mut dyn Outcome) {
     let Some(list) = target.borrow(|r| r.values_below(bound)) else { return };
     for (seq, location) in list {
         // `None` from borrow: the record is gone, nothing more to drop here.
@@ -168,11 +177,8 @@ fn run_record(
     caught: &mut Option<cancel::CaughtUnwind>,
 ) -> bool {
     // SAFETY: the caller passes this thread's live CURRENT record.
-    let (id, already, hijacked) = unsafe {
-        record::borrow(record, |r| {
-            (r.id, core::mem::replace(&mut r.exiting, true), r.arming.is_hijacked())
-        })
-    };
+    let (id, already, hijacked) =
+        unsafe { record::borrow(record, |r| (r.id(), r.begin_exit(), r.is_hijacked())) };
     if already {
         return false;
     }
@@ -186,7 +192,7 @@ fn run_record(
     if let ExitTrigger::Destructor { destructor, hijack_missed: true } = trigger {
         report_missed_hijack(id, destructor);
     }
-    let target = Target::Exiting(record);
+    let target = RecordRef::Exiting(record);
     let mut outcome = SequenceOutcome::default();
     for round in 0..=MAX_ROUNDS {
         while let Some(Some(handler)) = target.borrow(Record::pop_handler) {
@@ -194,7 +200,7 @@ fn run_record(
         }
         let bound = target.borrow(|r| {
             r.set_drop_generation(round as u8);
-            r.next_seq
+            r.next_seq()
         });
         drop_values(target, bound.unwrap_or(0), &mut outcome);
         if !target.borrow(|r| r.has_work()).unwrap_or(false) {
@@ -203,7 +209,7 @@ fn run_record(
     }
     // Round MAX_ROUNDS ran at the last generation, which registers nothing: any
     // work left was refused, so the record is empty.
-    let refused = target.borrow(|r| r.refused).unwrap_or(0);
+    let refused = target.borrow(|r| r.refused()).unwrap_or(0);
     if record::current_ptr() == record {
         record::set_current(core::ptr::null_mut());
     }
@@ -229,7 +235,7 @@ fn run_record(
 /// thread's `exit()` (its TLS destructors run inside `exit()`, before `main`
 /// returned to the trampoline) is the expected case and stays quiet.
 fn report_missed_hijack(id: u64, destructor: Destructor) {
-    if destructor == Destructor::ThreadLocal && crate::fallback::is_main_thread() {
+    if destructor == Destructor::ThreadLocal && main_thread::is_main_thread() {
         return;
     }
     MISSED_HIJACKS.fetch_add(1, Ordering::Relaxed);
