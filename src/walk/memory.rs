@@ -47,7 +47,7 @@ fn check_room(sp: u64, lo: u64, hi: u64) -> Result<(), WalkError> {
         return Err(WalkError::StackBounds);
     }
     if sp - lo < WALK_STACK_NEED {
-        return Err(WalkError::LowStack { left: sp - lo });
+        return Err(WalkError::LowStack { left: sp - lo, need: WALK_STACK_NEED });
     }
     Ok(())
 }

@@ -52,7 +52,9 @@ pub(crate) use loaded::Strategy;
 pub(crate) use memory::{Memory, StackMemory};
 pub(crate) use objects::{ObjectInfo, Objects};
 pub(crate) use stack_top::StackTops;
+#[allow(unused_imports)]
+pub(crate) use target::ExitSlot;
 pub(crate) use thread_stack::source as stack_bounds_source;
-pub(crate) use walker::{ExitSlot, walk_this_thread};
+pub(crate) use walker::walk_this_thread;
 #[allow(unused_imports)]
 pub(crate) use walker::{Frame, MAX_FRAMES, find_exit_slot};

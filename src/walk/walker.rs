@@ -7,7 +7,7 @@ use super::recipe_cache::{RECIPES, RecipeCache};
 use super::row::{self, Located, UnwindCtx};
 use super::rules::Rules;
 use super::step::{self, Step};
-use super::target::Target;
+use super::target::{ExitSlot, Target};
 use super::{LoadedObjects, Memory, Objects, StackMemory, WalkError};
 use crate::arch::{self, Context};
 
@@ -30,21 +30,6 @@ pub(crate) struct Frame {
     pub(crate) object_start: u64,
     /// Whether the frame is a signal trampoline (CIE augmentation `S`).
     pub(crate) signal_trampoline: bool,
-}
-
-/// Where the thread start routine's return address lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ExitSlot {
-    /// Stack address holding the target frame's return address.
-    pub(crate) slot: u64,
-    /// The return address found there (as stored: signed where the ISA signs).
-    pub(crate) return_address: u64,
-    /// The target frame's CFA.
-    pub(crate) cfa: u64,
-    /// Whether the return address is signed (always false on x86_64).
-    pub(crate) ra_signed: bool,
-    /// Number of frames walked, the target and the frames below it included.
-    pub(crate) frames: usize,
 }
 
 /// Walks this thread's own stack from here, through its real memory and loaded
