@@ -19,7 +19,7 @@
 //! below it must end exactly where glibc started the thread, a place known from
 //! outside the CFI ([`StackTops`](super::StackTops)). NOTES.md, "Slot checks".
 
-use super::step::Step;
+use super::cfi::step::Step;
 use super::{Memory, Objects, RuleKind, WalkError};
 use crate::arch;
 

@@ -1,12 +1,12 @@
 //! The walk: from captured registers, unwind frame after frame to the end of the
 //! stack and report the slot holding the thread start routine's return address.
 
-use super::cache::{ROWS, RowCache};
-use super::recipe::Recipe;
-use super::recipe_cache::{RECIPES, RecipeCache};
-use super::row::{self, Located, UnwindCtx};
-use super::rules::Rules;
-use super::step::{self, Step};
+use super::cache::recipes::{RECIPES, RecipeCache};
+use super::cache::rows::{ROWS, RowCache};
+use super::cfi::fde::{self, Located, UnwindCtx};
+use super::cfi::recipe::Recipe;
+use super::cfi::rules::Rules;
+use super::cfi::step::{self, Step};
 use super::target::{ExitSlot, Target};
 use super::{LoadedObjects, Memory, Objects, StackMemory, WalkError};
 use crate::arch::{self, Context};
@@ -172,7 +172,7 @@ fn unwind_uncached(
     let mut rules = Rules::NONE;
     let object = objects.find(lookup)?;
     let (is_libc, object_start) = (object.is_libc, object.start);
-    let meta = row::locate(&object, lookup, caches.rows, &mut unwind_ctx, &mut rules)?;
+    let meta = fde::locate(&object, lookup, caches.rows, &mut unwind_ctx, &mut rules)?;
     if let Some(generation) = generation
         && let Some(recipe) = Recipe::compile(&rules, &meta, is_libc, object_start)
     {

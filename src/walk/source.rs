@@ -47,6 +47,6 @@ pub(crate) trait Objects {
     /// `initial_location`).
     fn function_start(&mut self, pc: u64) -> Result<u64, WalkError> {
         let object = self.find(pc)?;
-        super::row::function_start(&object, pc)
+        super::cfi::fde::function_start(&object, pc)
     }
 }

@@ -1,8 +1,8 @@
 //! Bounds-checked reads of stack memory: every word the walker reads from the stack
 //! goes through [`Memory`], never through a raw dereference of an unchecked address.
 
-use super::{StackTops, WalkError};
 use crate::arch::Context;
+use crate::walk::{StackTops, WalkError};
 
 /// Reads 8-byte words of stack memory, refusing anything outside its bounds.
 pub(crate) trait Memory {
@@ -81,7 +81,7 @@ impl StackMemory {
     }
     /// The current thread's stack bounds, checked from the caller's frame: fails
     /// with [`WalkError::LowStack`] if less than [`WALK_STACK_NEED`] bytes are
-    /// left below it. [`walk_this_thread`](super::walk_this_thread) asks first
+    /// left below it. [`walk_this_thread`](crate::walk::walk_this_thread) asks first
     /// thing, from a shallow frame: the register capture and the walk's closures
     /// add about 1.5 KiB in a debug build, and on a `PTHREAD_STACK_MIN` stack
     /// they overflowed before the check in [`on_stack`](Self::on_stack) ran.

@@ -18,10 +18,10 @@
 //! nothing blocks and the walk stays async-signal-safe (no allocation, no
 //! waiting).
 
-use super::ObjectInfo;
-use super::row::Meta;
-use super::rules::Rules;
 use super::try_lock::{Guard, TryLock};
+use crate::walk::ObjectInfo;
+use crate::walk::cfi::fde::Meta;
+use crate::walk::cfi::rules::Rules;
 use gimli::Register;
 
 /// Entries in the table.

@@ -3,11 +3,11 @@
 //! FDE, gimli runs the CIE and FDE programs up to the pc, and the result goes into
 //! the cache.
 
-use super::cache::{Origin, RowCache};
 use super::rules::Rules;
 use super::storage::Fixed;
-use super::{ObjectInfo, WalkError};
 use crate::arch;
+use crate::walk::cache::rows::{Origin, RowCache};
+use crate::walk::{ObjectInfo, WalkError};
 use gimli::{
     BaseAddresses, EhFrame, EhFrameHdr, EhFrameOffset, EndianSlice, NativeEndian, Register,
     UnwindContext, UnwindSection, UnwindTableRow,
@@ -85,7 +85,7 @@ impl<'a, 'r> Located<'a, 'r> {
 ///
 /// Always inlined, and the cache's entries never on the stack of this path: a miss
 /// nests only the walk, [`evaluate`] and gimli, as before the cache (the walk's
-/// stack budget, `memory::WALK_STACK_NEED`, was measured on that).
+/// stack budget, `os::stack_memory::WALK_STACK_NEED`, was measured on that).
 #[inline(always)]
 pub(crate) fn locate(
     object: &ObjectInfo<'_>,
