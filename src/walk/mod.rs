@@ -31,10 +31,9 @@ pub(crate) use os::loaded::LoadedObjects;
 // Interface for diagnostics and tests; not every build path names them.
 #[allow(unused_imports)]
 pub(crate) use os::loaded::Strategy;
-pub(crate) use os::stack_memory::{Memory, StackMemory};
-pub(crate) use os::stack_top::StackTops;
+pub(crate) use os::stack_memory::StackMemory;
 pub(crate) use os::thread_stack::source as stack_bounds_source;
-pub(crate) use source::{ObjectInfo, Objects};
+pub(crate) use source::{Memory, ObjectInfo, Objects, StackTops};
 #[allow(unused_imports)]
 pub(crate) use target::ExitSlot;
 pub(crate) use walker::walk_this_thread;

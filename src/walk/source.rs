@@ -1,4 +1,7 @@
-//! Which loaded object a pc belongs to, and where its unwind tables are.
+//! The walk's two seams, which the real process (`os/`) and the fakes (`fake.rs`)
+//! implement: [`Objects`] (which loaded object a pc belongs to, and where its
+//! unwind tables are) and [`Memory`] (bounds-checked reads of the stack being
+//! walked, and where its first frames must be, [`StackTops`]).
 
 use super::WalkError;
 
@@ -42,11 +45,44 @@ pub(crate) trait Objects {
     fn libc_is_executable(&self) -> bool {
         false
     }
+}
 
-    /// The first address of the function containing `pc` (its FDE's
-    /// `initial_location`).
-    fn function_start(&mut self, pc: u64) -> Result<u64, WalkError> {
-        let object = self.find(pc)?;
-        super::cfi::fde::function_start(&object, pc)
+/// Reads 8-byte words of stack memory, refusing anything outside its bounds.
+pub(crate) trait Memory {
+    /// Reads the word at `addr`, which must be 8-byte aligned and in bounds.
+    fn read_u64(&mut self, addr: u64) -> Result<u64, WalkError>;
+
+    /// Where this stack's thread-start frames must be, from outside the CFI.
+    fn stack_tops(&self) -> StackTops;
+}
+
+/// Checks that the 8-byte word at `addr` lies inside `[lo, hi)` and is aligned.
+pub(crate) fn check_word(addr: u64, lo: u64, hi: u64) -> Result<(), WalkError> {
+    if !addr.is_multiple_of(8) {
+        return Err(WalkError::Misaligned { addr });
     }
+    match addr.checked_add(8) {
+        Some(end) if addr >= lo && end <= hi => Ok(()),
+        _ => Err(WalkError::OutOfBounds { addr }),
+    }
+}
+
+/// The CFAs a thread start's libc frames must have, where they are known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StackTops {
+    /// `start_thread`'s CFA: the stack pointer glibc's clone child calls it with.
+    /// `None` when the thread's descriptor is not on its stack (the main thread)
+    /// or glibc's layout facts are not found.
+    pub(crate) thread: Option<u64>,
+    /// `__libc_start_main`'s CFA on the main thread: the stack pointer `_start`
+    /// calls it with. `None` on other threads (`__libc_stack_end` is not on their
+    /// stack).
+    pub(crate) main: Option<u64>,
+    /// The thread's start routine as `pthread_create` recorded it in the thread's
+    /// descriptor (`struct pthread`'s `start_routine`, at the offset glibc gives
+    /// libthread_db). `None` on the main thread or where that offset is unknown.
+    pub(crate) start_routine: Option<u64>,
+    /// The program's `main`, where the link-time table has it (a statically
+    /// linked program: `arch/*/static_symbols.rs`).
+    pub(crate) main_function: Option<u64>,
 }

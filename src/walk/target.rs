@@ -19,6 +19,7 @@
 //! below it must end exactly where glibc started the thread, a place known from
 //! outside the CFI ([`StackTops`](super::StackTops)). NOTES.md, "Slot checks".
 
+use super::cfi::fde;
 use super::cfi::step::Step;
 use super::{Memory, Objects, RuleKind, WalkError};
 use crate::arch;
@@ -214,7 +215,7 @@ fn static_target(
         return Err(WalkError::NotAtStackTop { cfa: start.cfa, top });
     }
     let expected = expected.ok_or(WalkError::StartFunctionUnknown)?;
-    let function = objects.function_start(target.pc)?;
+    let function = fde::function_start(&objects.find(target.pc)?, target.pc)?;
     if function != expected {
         return Err(WalkError::NotStartFunction { function, expected });
     }

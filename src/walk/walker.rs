@@ -2,11 +2,12 @@
 //! stack and report the slot holding the thread start routine's return address.
 
 use super::cache::recipes::{RECIPES, RecipeCache};
-use super::cache::rows::{ROWS, RowCache};
-use super::cfi::fde::{self, Located, UnwindCtx};
+use super::cache::rows::{self, ROWS, RowCache};
+use super::cfi::fde::Located;
 use super::cfi::recipe::Recipe;
 use super::cfi::rules::Rules;
 use super::cfi::step::{self, Step};
+use super::cfi::storage::UnwindCtx;
 use super::target::{ExitSlot, Target};
 use super::{LoadedObjects, Memory, Objects, StackMemory, WalkError};
 use crate::arch::{self, Context};
@@ -172,7 +173,7 @@ fn unwind_uncached(
     let mut rules = Rules::NONE;
     let object = objects.find(lookup)?;
     let (is_libc, object_start) = (object.is_libc, object.start);
-    let meta = fde::locate(&object, lookup, caches.rows, &mut unwind_ctx, &mut rules)?;
+    let meta = rows::locate(&object, lookup, caches.rows, &mut unwind_ctx, &mut rules)?;
     if let Some(generation) = generation
         && let Some(recipe) = Recipe::compile(&rules, &meta, is_libc, object_start)
     {

@@ -17,7 +17,7 @@
 //! included), and the lines of entries in use stay shared between cores. Reading
 //! the generation does take the loader's recursive lock (`phdr::load_counts`).
 
-use super::rows::pc_hash;
+use super::pc_hash::pc_hash;
 use crate::walk::cfi::recipe::{Recipe, WORDS};
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 

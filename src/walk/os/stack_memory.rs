@@ -1,28 +1,10 @@
-//! Bounds-checked reads of stack memory: every word the walker reads from the stack
-//! goes through [`Memory`], never through a raw dereference of an unchecked address.
+//! The real [`Memory`]: bounds-checked reads of this thread's live stack. Every word
+//! the walker reads from the stack goes through it, never through a raw dereference
+//! of an unchecked address.
 
 use crate::arch::Context;
-use crate::walk::{StackTops, WalkError};
-
-/// Reads 8-byte words of stack memory, refusing anything outside its bounds.
-pub(crate) trait Memory {
-    /// Reads the word at `addr`, which must be 8-byte aligned and in bounds.
-    fn read_u64(&mut self, addr: u64) -> Result<u64, WalkError>;
-
-    /// Where this stack's thread-start frames must be, from outside the CFI.
-    fn stack_tops(&self) -> StackTops;
-}
-
-/// Checks that the 8-byte word at `addr` lies inside `[lo, hi)` and is aligned.
-pub(crate) fn check_word(addr: u64, lo: u64, hi: u64) -> Result<(), WalkError> {
-    if !addr.is_multiple_of(8) {
-        return Err(WalkError::Misaligned { addr });
-    }
-    match addr.checked_add(8) {
-        Some(end) if addr >= lo && end <= hi => Ok(()),
-        _ => Err(WalkError::OutOfBounds { addr }),
-    }
-}
+use crate::walk::source::check_word;
+use crate::walk::{Memory, StackTops, WalkError};
 
 /// Stack the walk may use below its capture point: the measured peak of a first use
 /// (about 27 KiB unoptimised, 11 KiB optimised, mostly gimli's fixed-size unwind
