@@ -7,6 +7,24 @@
 //! only through a bounds-checked [`Memory`]; code objects are found through
 //! [`Objects`]. Both are traits so the walk is tested on fake stacks with
 //! synthetic CFI.
+//!
+//! The map, top to bottom (each file depends only on files below it or in its
+//! own folder; `.ci/import_cycles.py` checks there is no circle):
+//!
+//! - [`walker`]: the walk's loop, frame by frame, with the caches in front.
+//! - [`target`]: which frame is the thread start routine's, checked, and its
+//!   [`ExitSlot`].
+//! - `cache/`: the row and recipe caches, never waited for.
+//! - `cfi/`: the CFI core (FDE lookup, rules, recipes, one step, expressions);
+//!   `#![forbid(unsafe_code)]`.
+//! - [`source`]: the two seams the core reads through, [`Memory`] and
+//!   [`Objects`], with what they hand out ([`ObjectInfo`], [`StackTops`]).
+//! - `os/`: the real seams, the live stack and the loaded objects: all of the
+//!   walk's `unsafe`. One upward reference: `os/thread_stack.rs` names
+//!   `diagnostics::StackBoundsSource` (cheaper than a twin enum).
+//! - [`error`]: [`WalkError`], which every file may return.
+//! - `fake.rs` (fake stacks and objects for tests and fuzzing), `fuzz.rs` (the
+//!   fuzz entry points behind `crate::__fuzz`), `tests/`.
 
 mod cache;
 mod cfi;
