@@ -22,7 +22,7 @@ pub(crate) struct ObjectInfo<'a> {
     /// Address `.eh_frame` is mapped at (base for its pc-relative pointers).
     pub(crate) eh_frame_addr: u64,
     /// Whether this object is the C library (the one defining `pthread_create` and
-    /// `start_thread`; see `libc_object`).
+    /// `start_thread`; see `os/libc_object.rs`).
     pub(crate) is_libc: bool,
 }
 
@@ -85,4 +85,23 @@ pub(crate) struct StackTops {
     /// The program's `main`, where the link-time table has it (a statically
     /// linked program: `arch/*/static_symbols.rs`).
     pub(crate) main_function: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_word_bounds() {
+        assert_eq!(check_word(0x1000, 0x1000, 0x1010), Ok(()));
+        assert_eq!(check_word(0x1008, 0x1000, 0x1010), Ok(()));
+        assert_eq!(
+            check_word(0x1010, 0x1000, 0x1010),
+            Err(WalkError::OutOfBounds { addr: 0x1010 })
+        );
+        assert_eq!(check_word(0xff8, 0x1000, 0x1010), Err(WalkError::OutOfBounds { addr: 0xff8 }));
+        assert_eq!(check_word(0x1004, 0x1000, 0x1010), Err(WalkError::Misaligned { addr: 0x1004 }));
+        let top = u64::MAX - 7;
+        assert_eq!(check_word(top, 0, u64::MAX), Err(WalkError::OutOfBounds { addr: top }));
+    }
 }

@@ -108,17 +108,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn check_word_bounds() {
-        assert_eq!(check_word(0x1000, 0x1000, 0x1010), Ok(()));
-        assert_eq!(check_word(0x1008, 0x1000, 0x1010), Ok(()));
+    fn low_stack_names_what_is_left_and_what_the_walk_needs() {
+        let (lo, hi) = (0x10_0000, 0x20_0000);
+        let sp = lo + WALK_STACK_NEED - 8;
+        let error = check_room(sp, lo, hi).expect_err("too little room");
+        assert_eq!(error, WalkError::LowStack { left: WALK_STACK_NEED - 8, need: WALK_STACK_NEED });
         assert_eq!(
-            check_word(0x1010, 0x1000, 0x1010),
-            Err(WalkError::OutOfBounds { addr: 0x1010 })
+            error.to_string(),
+            format!(
+                "only {} bytes of stack left, the walk may need {WALK_STACK_NEED}",
+                WALK_STACK_NEED - 8
+            )
         );
-        assert_eq!(check_word(0xff8, 0x1000, 0x1010), Err(WalkError::OutOfBounds { addr: 0xff8 }));
-        assert_eq!(check_word(0x1004, 0x1000, 0x1010), Err(WalkError::Misaligned { addr: 0x1004 }));
-        let top = u64::MAX - 7;
-        assert_eq!(check_word(top, 0, u64::MAX), Err(WalkError::OutOfBounds { addr: top }));
+        assert_eq!(check_room(lo + WALK_STACK_NEED, lo, hi), Ok(()));
     }
 
     #[test]
