@@ -12,6 +12,9 @@ pub(crate) enum WalkError {
     LowStack {
         /// Bytes between the captured stack pointer and the stack's low end.
         left: u64,
+        /// Bytes the walk may use below the capture point (the stack memory's
+        /// `WALK_STACK_NEED`), carried here so the message needs no reader.
+        need: u64,
     },
     /// A stack read fell outside this thread's stack (or overflowed).
     OutOfBounds {
@@ -268,11 +271,9 @@ impl fmt::Display for WalkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::StackBounds => f.write_str("could not get the bounds of this thread's stack"),
-            Self::LowStack { left } => write!(
-                f,
-                "only {left} bytes of stack left, the walk may need {}",
-                super::memory::WALK_STACK_NEED
-            ),
+            Self::LowStack { left, need } => {
+                write!(f, "only {left} bytes of stack left, the walk may need {need}")
+            }
             Self::OutOfBounds { addr } => {
                 write!(f, "stack walk read {addr:#x}, outside this thread's stack")
             }

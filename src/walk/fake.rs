@@ -2,7 +2,7 @@
 //! unit tests' and the fuzz target's (`walk::fuzz`). Safe code only: a read
 //! outside the fakes is an error or a panic, never a stray load.
 
-use super::memory::check_word;
+use super::source::check_word;
 use super::{Memory, ObjectInfo, Objects, StackTops, WalkError};
 use core::ops::Range;
 

@@ -21,9 +21,9 @@
 //!
 //! Short inputs are read as far as they go (missing parts are empty).
 
-use super::cache::RowCache;
+use super::cache::recipes::RecipeCache;
+use super::cache::rows::RowCache;
 use super::fake::{CountedObjects, FakeObject, FakeObjects, FakeStack};
-use super::recipe_cache::RecipeCache;
 use super::walker::{Caches, Frame, find_exit_slot_cached};
 use super::{ExitSlot, Objects, WalkError};
 use crate::arch::Context;

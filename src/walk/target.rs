@@ -19,8 +19,9 @@
 //! below it must end exactly where glibc started the thread, a place known from
 //! outside the CFI ([`StackTops`](super::StackTops)). NOTES.md, "Slot checks".
 
-use super::step::Step;
-use super::{ExitSlot, Memory, Objects, RuleKind, WalkError};
+use super::cfi::fde;
+use super::cfi::step::Step;
+use super::{Memory, Objects, RuleKind, WalkError};
 use crate::arch;
 
 /// Exactly this many libc frames must follow the target: `start_thread` and
@@ -34,6 +35,21 @@ const MAX_OTHER_TAIL: usize = 1;
 /// is in libc: the main thread's `main`, `__libc_start_call_main`,
 /// `__libc_start_main` and `_start`.
 const STATIC_TAIL: usize = 4;
+
+/// Where the thread start routine's return address lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ExitSlot {
+    /// Stack address holding the target frame's return address.
+    pub(crate) slot: u64,
+    /// The return address found there (as stored: signed where the ISA signs).
+    pub(crate) return_address: u64,
+    /// The target frame's CFA.
+    pub(crate) cfa: u64,
+    /// Whether the return address is signed (always false on x86_64).
+    pub(crate) ra_signed: bool,
+    /// Number of frames walked, the target and the frames below it included.
+    pub(crate) frames: usize,
+}
 
 /// What the walk needs to remember of a frame to make it the target later.
 #[derive(Clone, Copy, Debug)]
@@ -199,7 +215,7 @@ fn static_target(
         return Err(WalkError::NotAtStackTop { cfa: start.cfa, top });
     }
     let expected = expected.ok_or(WalkError::StartFunctionUnknown)?;
-    let function = objects.function_start(target.pc)?;
+    let function = fde::function_start(&objects.find(target.pc)?, target.pc)?;
     if function != expected {
         return Err(WalkError::NotStartFunction { function, expected });
     }

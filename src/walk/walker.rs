@@ -1,13 +1,14 @@
 //! The walk: from captured registers, unwind frame after frame to the end of the
 //! stack and report the slot holding the thread start routine's return address.
 
-use super::cache::{ROWS, RowCache};
-use super::recipe::Recipe;
-use super::recipe_cache::{RECIPES, RecipeCache};
-use super::row::{self, Located, UnwindCtx};
-use super::rules::Rules;
-use super::step::{self, Step};
-use super::target::Target;
+use super::cache::recipes::{RECIPES, RecipeCache};
+use super::cache::rows::{self, ROWS, RowCache};
+use super::cfi::fde::Located;
+use super::cfi::recipe::Recipe;
+use super::cfi::rules::Rules;
+use super::cfi::step::{self, Step};
+use super::cfi::storage::UnwindCtx;
+use super::target::{ExitSlot, Target};
 use super::{LoadedObjects, Memory, Objects, StackMemory, WalkError};
 use crate::arch::{self, Context};
 
@@ -30,21 +31,6 @@ pub(crate) struct Frame {
     pub(crate) object_start: u64,
     /// Whether the frame is a signal trampoline (CIE augmentation `S`).
     pub(crate) signal_trampoline: bool,
-}
-
-/// Where the thread start routine's return address lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ExitSlot {
-    /// Stack address holding the target frame's return address.
-    pub(crate) slot: u64,
-    /// The return address found there (as stored: signed where the ISA signs).
-    pub(crate) return_address: u64,
-    /// The target frame's CFA.
-    pub(crate) cfa: u64,
-    /// Whether the return address is signed (always false on x86_64).
-    pub(crate) ra_signed: bool,
-    /// Number of frames walked, the target and the frames below it included.
-    pub(crate) frames: usize,
 }
 
 /// Walks this thread's own stack from here, through its real memory and loaded
@@ -187,7 +173,7 @@ fn unwind_uncached(
     let mut rules = Rules::NONE;
     let object = objects.find(lookup)?;
     let (is_libc, object_start) = (object.is_libc, object.start);
-    let meta = row::locate(&object, lookup, caches.rows, &mut unwind_ctx, &mut rules)?;
+    let meta = rows::locate(&object, lookup, caches.rows, &mut unwind_ctx, &mut rules)?;
     if let Some(generation) = generation
         && let Some(recipe) = Recipe::compile(&rules, &meta, is_libc, object_start)
     {

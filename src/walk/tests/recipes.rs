@@ -12,12 +12,12 @@ use super::fake::FakeStack;
 use super::isa::SP;
 use super::world::*;
 use crate::arch::{self, Context, with_context};
-use crate::walk::cache::RowCache;
-use crate::walk::recipe::{MAX_RULES, Recipe};
-use crate::walk::recipe_cache::RecipeCache;
-use crate::walk::row::{Located, Meta};
-use crate::walk::rules::Rules;
-use crate::walk::step;
+use crate::walk::cache::recipes::RecipeCache;
+use crate::walk::cache::rows::RowCache;
+use crate::walk::cfi::fde::{Located, Meta};
+use crate::walk::cfi::recipe::{MAX_RULES, Recipe};
+use crate::walk::cfi::rules::Rules;
+use crate::walk::cfi::step;
 use crate::walk::walker::{Caches, find_exit_slot_cached};
 use crate::walk::{
     ExitSlot, Frame, LoadedObjects, MAX_FRAMES, ObjectInfo, Objects, StackMemory, WalkError,

@@ -3,9 +3,9 @@
 //! and the object's `PT_GNU_EH_FRAME`. Takes the loader lock, so it is not
 //! async-signal-safe.
 
-use super::WalkError;
 use super::mapped::Mapped;
 use super::segments::Segments;
+use crate::walk::WalkError;
 use core::ffi::{c_int, c_void};
 use libc::dl_phdr_info;
 

@@ -3,12 +3,12 @@
 //! `diagnostics::libc_choice`). Not on the walk's path; it calls the same
 //! functions the walk does, so it reports what the walk uses.
 
-use super::WalkError;
 use super::find_object::{self, SegmentSource};
 use super::libc_object::{self, LibcRule};
 use super::loaded::Strategy;
 use super::phdr;
 use super::segments::Segments;
+use crate::walk::WalkError;
 
 /// The object holding a pc as the walk's lookup finds it.
 pub(crate) struct Extent {

@@ -17,11 +17,16 @@
 //! treats it as a miss, computes the rules itself and does not store them, so
 //! nothing blocks and the walk stays async-signal-safe (no allocation, no
 //! waiting).
+//!
+//! [`locate`] is the walk's one way to the rules of a pc: this cache, else the
+//! uncached evaluation of `cfi/fde.rs`, whose result it stores.
 
-use super::ObjectInfo;
-use super::row::Meta;
-use super::rules::Rules;
+use super::pc_hash::pc_hash;
 use super::try_lock::{Guard, TryLock};
+use crate::walk::cfi::fde::{self, Meta, Origin};
+use crate::walk::cfi::rules::Rules;
+use crate::walk::cfi::storage::UnwindCtx;
+use crate::walk::{ObjectInfo, WalkError};
 use gimli::Register;
 
 /// Entries in the table.
@@ -54,16 +59,6 @@ const HEADER_BYTES: usize = 12;
 /// [`HEADER_BYTES`] compared are exactly the header's fixed part, and a header
 /// without a search table (an error on the uncached path) never matches.
 const HEADER_ENCODINGS: [u8; 3] = [0x1b, 0x03, 0x3b];
-
-/// Where a row's CIE and FDE are: `(offset in .eh_frame, length)`, the length as
-/// the entry's length field gives it (the field itself not included).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Origin {
-    /// The CIE.
-    pub(crate) cie: (usize, usize),
-    /// The FDE.
-    pub(crate) fde: (usize, usize),
-}
 
 /// A copy of one CIE or FDE: its offset in `.eh_frame` and its bytes, length
 /// field included.
@@ -206,12 +201,6 @@ fn set_of(pc: u64) -> usize {
     pc_hash(pc, SETS)
 }
 
-/// A pc's index among `sets` (a power of two): the top bits of `pc * φ`, a
-/// multiplicative hash. The row and recipe caches both pick sets with it.
-pub(super) fn pc_hash(pc: u64, sets: usize) -> usize {
-    (pc.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - sets.trailing_zeros())) as usize
-}
-
 /// One set of entries.
 #[derive(Debug)]
 struct Set {
@@ -307,4 +296,26 @@ impl RowCache {
     pub(crate) fn hold(&self, pc: u64) -> impl Sized + '_ {
         self.sets[set_of(pc)].lock()
     }
+}
+
+/// Puts the rules for `pc` in `object` into `rules`: from `cache` if it has them,
+/// else computed in `ctx` (and cached).
+///
+/// Always inlined, and the cache's entries never on the stack of this path: a miss
+/// nests only the walk, [`evaluate`](fde::evaluate) and gimli, as before the cache (the walk's
+/// stack budget, `os::stack_memory::WALK_STACK_NEED`, was measured on that).
+#[inline(always)]
+pub(crate) fn locate(
+    object: &ObjectInfo<'_>,
+    pc: u64,
+    cache: &RowCache,
+    ctx: &mut UnwindCtx,
+    rules: &mut Rules,
+) -> Result<Meta, WalkError> {
+    if let Some(meta) = cache.get(object, pc, rules) {
+        return Ok(meta);
+    }
+    let (meta, origin) = fde::evaluate(object, pc, ctx, rules)?;
+    cache.put(object, pc, rules, meta, origin);
+    Ok(meta)
 }

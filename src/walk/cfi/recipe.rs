@@ -7,10 +7,10 @@
 //! exactly as [`step::unwind`](super::step::unwind) would compile: no expression,
 //! no signal frame, the ISA's return-address column, offsets that fit in 32 bits.
 
-use super::RuleKind;
-use super::row::Meta;
+use super::fde::Meta;
 use super::rules::Rules;
 use crate::arch::{self, Context};
+use crate::walk::RuleKind;
 use gimli::{CfaRule, Register, RegisterRule};
 
 /// Most register rules a recipe holds: every callee-saved register, the return
@@ -283,7 +283,7 @@ impl Recipe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::walk::rules::Rules;
+    use crate::walk::cfi::rules::Rules;
 
     /// Rules with the CFA `sp + 16` and `regs`.
     fn rules(regs: &[(Register, RegisterRule<usize>)]) -> Rules {

@@ -4,7 +4,7 @@
 //! (~800 bytes) and its rules are `Clone` only; this is `Copy`, what the row cache
 //! stores and hands out, and each lookup is one index.
 
-use super::row::Row;
+use super::storage::Row;
 use crate::arch::{self, Context};
 use gimli::{CfaRule, Register, RegisterRule, UnwindExpression};
 

@@ -5,10 +5,10 @@
 //! anything else an expression may ask for (TLS, debug info, typed values) is an
 //! error, and the number of operations is bounded.
 
-use super::row::{Located, Slice};
+use super::fde::{Located, Slice};
 use super::storage::Fixed;
-use super::{ExprIssue, Memory, WalkError};
 use crate::arch::{self, Context};
+use crate::walk::{ExprIssue, Memory, WalkError};
 use gimli::{Evaluation, EvaluationResult, Location, UnitOffset, UnwindExpression, Value};
 
 /// Most DWARF operations one expression may execute.

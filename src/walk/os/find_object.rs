@@ -2,9 +2,9 @@
 //! its `PT_GNU_EH_FRAME`, without the loader lock. glibc documents it as
 //! async-signal-safe; libgcc's unwinder uses it the same way.
 
-use super::WalkError;
 use super::headers;
 use super::mapped::Mapped;
+use crate::walk::WalkError;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,16 +1,16 @@
-//! Finds the unwind rules for a pc: from the row cache when it holds them for this
-//! object's bytes; otherwise the object's `.eh_frame_hdr` search table gives the
-//! FDE, gimli runs the CIE and FDE programs up to the pc, and the result goes into
-//! the cache.
+//! The uncached lookup of a pc's unwind rules: the object's `.eh_frame_hdr` search
+//! table gives the FDE, gimli runs the CIE and FDE programs up to the pc, and the
+//! row's rules go into a [`Rules`]; with the gimli types the rest of the walk
+//! names. The row cache in front of it, and the policy of when to ask it, are
+//! `cache/rows.rs` (`locate`).
 
-use super::cache::{Origin, RowCache};
 use super::rules::Rules;
-use super::storage::Fixed;
-use super::{ObjectInfo, WalkError};
+use super::storage::UnwindCtx;
 use crate::arch;
+use crate::walk::{ObjectInfo, WalkError};
 use gimli::{
     BaseAddresses, EhFrame, EhFrameHdr, EhFrameOffset, EndianSlice, NativeEndian, Register,
-    UnwindContext, UnwindSection, UnwindTableRow,
+    UnwindSection,
 };
 
 /// The reader type for mapped unwind sections.
@@ -18,12 +18,6 @@ pub(crate) type Slice<'a> = EndianSlice<'a, NativeEndian>;
 
 /// A parsed FDE of a mapped `.eh_frame`.
 type Fde<'a> = gimli::FrameDescriptionEntry<Slice<'a>, usize>;
-
-/// gimli's unwind state, in fixed in-line storage (a few KB on the stack).
-pub(crate) type UnwindCtx = UnwindContext<usize, Fixed>;
-
-/// One row of an FDE's unwind table.
-pub(crate) type Row = UnwindTableRow<usize, Fixed>;
 
 /// What the CIE and FDE say about a pc besides its rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +49,16 @@ impl Meta {
     }
 }
 
+/// Where a row's CIE and FDE are: `(offset in .eh_frame, length)`, the length as
+/// the entry's length field gives it (the field itself not included).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin {
+    /// The CIE.
+    pub(crate) cie: (usize, usize),
+    /// The FDE.
+    pub(crate) fde: (usize, usize),
+}
+
 /// The unwind rules that cover a pc, with what evaluating them needs.
 #[derive(Clone, Debug)]
 pub(crate) struct Located<'a, 'r> {
@@ -80,28 +84,6 @@ impl<'a, 'r> Located<'a, 'r> {
     }
 }
 
-/// Puts the rules for `pc` in `object` into `rules`: from `cache` if it has them,
-/// else computed in `ctx` (and cached).
-///
-/// Always inlined, and the cache's entries never on the stack of this path: a miss
-/// nests only the walk, [`evaluate`] and gimli, as before the cache (the walk's
-/// stack budget, `memory::WALK_STACK_NEED`, was measured on that).
-#[inline(always)]
-pub(crate) fn locate(
-    object: &ObjectInfo<'_>,
-    pc: u64,
-    cache: &RowCache,
-    ctx: &mut UnwindCtx,
-    rules: &mut Rules,
-) -> Result<Meta, WalkError> {
-    if let Some(meta) = cache.get(object, pc, rules) {
-        return Ok(meta);
-    }
-    let (meta, origin) = evaluate(object, pc, ctx, rules)?;
-    cache.put(object, pc, rules, meta, origin);
-    Ok(meta)
-}
-
 /// `object`'s `.eh_frame` as gimli reads it.
 pub(crate) fn section<'a>(object: &ObjectInfo<'a>) -> EhFrame<Slice<'a>> {
     let mut eh_frame = EhFrame::new(object.eh_frame, NativeEndian);
@@ -112,7 +94,7 @@ pub(crate) fn section<'a>(object: &ObjectInfo<'a>) -> EhFrame<Slice<'a>> {
 
 /// The uncached lookup: the FDE from the search table, the row from gimli (run in
 /// `ctx`), its rules into `rules`.
-fn evaluate(
+pub(crate) fn evaluate(
     object: &ObjectInfo<'_>,
     pc: u64,
     ctx: &mut UnwindCtx,

@@ -2,10 +2,10 @@
 //! caller's registers, and records how the return address is saved.
 
 use super::expr::{self, Purpose};
+use super::fde::Located;
 use super::recipe::{Recipe, SimpleRule};
-use super::row::Located;
-use super::{Memory, RuleKind, WalkError};
 use crate::arch::{self, Context};
+use crate::walk::{Memory, RuleKind, WalkError};
 use gimli::{CfaRule, Register, RegisterRule};
 
 /// The result of unwinding one frame.

@@ -12,8 +12,8 @@
 use core::cell::Cell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use super::WalkError;
 use crate::diagnostics::StackBoundsSource as Source;
+use crate::walk::WalkError;
 
 /// `[lo, hi)`: a thread's stack without its guard area.
 pub(crate) type Bounds = (u64, u64);

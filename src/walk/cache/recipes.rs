@@ -17,8 +17,8 @@
 //! included), and the lines of entries in use stay shared between cores. Reading
 //! the generation does take the loader's recursive lock (`phdr::load_counts`).
 
-use super::cache::pc_hash;
-use super::recipe::{Recipe, WORDS};
+use super::pc_hash::pc_hash;
+use crate::walk::cfi::recipe::{Recipe, WORDS};
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
 /// Sets in the table.
@@ -180,15 +180,15 @@ impl RecipeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::walk::recipe::SimpleRule;
+    use crate::walk::cfi::recipe::SimpleRule;
 
     fn recipe(offset: i32) -> Recipe {
-        let mut rules = crate::walk::rules::Rules::NONE;
+        let mut rules = crate::walk::cfi::rules::Rules::NONE;
         rules.set_for_test(
             gimli::CfaRule::RegisterAndOffset { register: crate::arch::SP, offset: offset.into() },
             &[(crate::arch::RA, gimli::RegisterRule::Offset(-i64::from(offset)))],
         );
-        let meta = crate::walk::row::Meta::ordinary();
+        let meta = crate::walk::cfi::fde::Meta::ordinary();
         // Every word depends on `offset`, so a torn copy matches no recipe.
         Recipe::compile(&rules, &meta, false, 0x1000 * offset as u64).expect("simple")
     }

@@ -3,8 +3,8 @@
 //! start (`segments.rs`), so no table entry can lead the walk into a hole.
 
 use super::segments::Segments;
-use super::{ObjectInfo, WalkError};
 use crate::arch;
+use crate::walk::{ObjectInfo, WalkError};
 use gimli::{BaseAddresses, EhFrameHdr, NativeEndian};
 
 /// A loaded object's `.eh_frame_hdr` and `.eh_frame`, with the end of the

@@ -1,28 +1,10 @@
-//! Bounds-checked reads of stack memory: every word the walker reads from the stack
-//! goes through [`Memory`], never through a raw dereference of an unchecked address.
+//! The real [`Memory`]: bounds-checked reads of this thread's live stack. Every word
+//! the walker reads from the stack goes through it, never through a raw dereference
+//! of an unchecked address.
 
-use super::{StackTops, WalkError};
 use crate::arch::Context;
-
-/// Reads 8-byte words of stack memory, refusing anything outside its bounds.
-pub(crate) trait Memory {
-    /// Reads the word at `addr`, which must be 8-byte aligned and in bounds.
-    fn read_u64(&mut self, addr: u64) -> Result<u64, WalkError>;
-
-    /// Where this stack's thread-start frames must be, from outside the CFI.
-    fn stack_tops(&self) -> StackTops;
-}
-
-/// Checks that the 8-byte word at `addr` lies inside `[lo, hi)` and is aligned.
-pub(crate) fn check_word(addr: u64, lo: u64, hi: u64) -> Result<(), WalkError> {
-    if !addr.is_multiple_of(8) {
-        return Err(WalkError::Misaligned { addr });
-    }
-    match addr.checked_add(8) {
-        Some(end) if addr >= lo && end <= hi => Ok(()),
-        _ => Err(WalkError::OutOfBounds { addr }),
-    }
-}
+use crate::walk::source::check_word;
+use crate::walk::{Memory, StackTops, WalkError};
 
 /// Stack the walk may use below its capture point: the measured peak of a first use
 /// (about 27 KiB unoptimised, 11 KiB optimised, mostly gimli's fixed-size unwind
@@ -47,7 +29,7 @@ fn check_room(sp: u64, lo: u64, hi: u64) -> Result<(), WalkError> {
         return Err(WalkError::StackBounds);
     }
     if sp - lo < WALK_STACK_NEED {
-        return Err(WalkError::LowStack { left: sp - lo });
+        return Err(WalkError::LowStack { left: sp - lo, need: WALK_STACK_NEED });
     }
     Ok(())
 }
@@ -81,7 +63,7 @@ impl StackMemory {
     }
     /// The current thread's stack bounds, checked from the caller's frame: fails
     /// with [`WalkError::LowStack`] if less than [`WALK_STACK_NEED`] bytes are
-    /// left below it. [`walk_this_thread`](super::walk_this_thread) asks first
+    /// left below it. [`walk_this_thread`](crate::walk::walk_this_thread) asks first
     /// thing, from a shallow frame: the register capture and the walk's closures
     /// add about 1.5 KiB in a debug build, and on a `PTHREAD_STACK_MIN` stack
     /// they overflowed before the check in [`on_stack`](Self::on_stack) ran.
@@ -126,17 +108,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn check_word_bounds() {
-        assert_eq!(check_word(0x1000, 0x1000, 0x1010), Ok(()));
-        assert_eq!(check_word(0x1008, 0x1000, 0x1010), Ok(()));
+    fn low_stack_names_what_is_left_and_what_the_walk_needs() {
+        let (lo, hi) = (0x10_0000, 0x20_0000);
+        let sp = lo + WALK_STACK_NEED - 8;
+        let error = check_room(sp, lo, hi).expect_err("too little room");
+        assert_eq!(error, WalkError::LowStack { left: WALK_STACK_NEED - 8, need: WALK_STACK_NEED });
         assert_eq!(
-            check_word(0x1010, 0x1000, 0x1010),
-            Err(WalkError::OutOfBounds { addr: 0x1010 })
+            error.to_string(),
+            format!(
+                "only {} bytes of stack left, the walk may need {WALK_STACK_NEED}",
+                WALK_STACK_NEED - 8
+            )
         );
-        assert_eq!(check_word(0xff8, 0x1000, 0x1010), Err(WalkError::OutOfBounds { addr: 0xff8 }));
-        assert_eq!(check_word(0x1004, 0x1000, 0x1010), Err(WalkError::Misaligned { addr: 0x1004 }));
-        let top = u64::MAX - 7;
-        assert_eq!(check_word(top, 0, u64::MAX), Err(WalkError::OutOfBounds { addr: top }));
+        assert_eq!(check_room(lo + WALK_STACK_NEED, lo, hi), Ok(()));
     }
 
     #[test]

@@ -6,26 +6,7 @@
 use std::sync::OnceLock;
 
 use crate::arch;
-
-/// The CFAs a thread start's libc frames must have, where they are known.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct StackTops {
-    /// `start_thread`'s CFA: the stack pointer glibc's clone child calls it with.
-    /// `None` when the thread's descriptor is not on its stack (the main thread)
-    /// or glibc's layout facts are not found.
-    pub(crate) thread: Option<u64>,
-    /// `__libc_start_main`'s CFA on the main thread: the stack pointer `_start`
-    /// calls it with. `None` on other threads (`__libc_stack_end` is not on their
-    /// stack).
-    pub(crate) main: Option<u64>,
-    /// The thread's start routine as `pthread_create` recorded it in the thread's
-    /// descriptor (`struct pthread`'s `start_routine`, at the offset glibc gives
-    /// libthread_db). `None` on the main thread or where that offset is unknown.
-    pub(crate) start_routine: Option<u64>,
-    /// The program's `main`, where the link-time table has it (a statically
-    /// linked program: `arch/*/static_symbols.rs`).
-    pub(crate) main_function: Option<u64>,
-}
+use crate::walk::StackTops;
 
 /// glibc's clone children (x86_64 `clone3.S`: `and $-16, %rsp`; aarch64
 /// `clone.S`: `and x1, x1, -16`) align the stack top down to this before calling

@@ -9,7 +9,8 @@ use super::after_fork;
 use super::find_object::{self, FindObjectFn};
 use super::libc_object;
 use super::mapped::Mapped;
-use super::{ObjectInfo, Objects, WalkError, phdr};
+use super::phdr;
+use crate::walk::{ObjectInfo, Objects, WalkError};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// How objects are looked up.
@@ -95,7 +96,7 @@ impl LoadedObjects {
             // or canonical PLT stub can stand in for it (`libc_object`).
             let marker = libc_object::pthread_create_address();
             libc = strategy.find(marker).map_or(LIBC_NOT_FOUND, |m| m.id());
-            LIBC_IN_EXECUTABLE.store(super::in_main_program(marker), Ordering::Relaxed);
+            LIBC_IN_EXECUTABLE.store(crate::walk::in_main_program(marker), Ordering::Relaxed);
             LIBC_ID.store(libc, Ordering::Release);
         }
         let libc_is_executable = LIBC_IN_EXECUTABLE.load(Ordering::Relaxed);

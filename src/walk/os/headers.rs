@@ -3,8 +3,8 @@
 //! the auxiliary vector (`AT_PHDR`, `AT_PHNUM`), any other object's from the ELF
 //! header at the start of its mapping, checked before use.
 
-use super::WalkError;
 use super::segments::Segments;
+use crate::walk::WalkError;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use libc::{Elf64_Ehdr, Elf64_Phdr, PF_R, PT_LOAD, PT_PHDR};
 

@@ -35,6 +35,12 @@ impl<R: Reader> EvaluationStorage<R> for Fixed {
     type Result = [Piece<R>; 1];
 }
 
+/// gimli's unwind state, in fixed in-line storage (a few KB on the stack).
+pub(crate) type UnwindCtx = gimli::UnwindContext<usize, Fixed>;
+
+/// One row of an FDE's unwind table.
+pub(crate) type Row = gimli::UnwindTableRow<usize, Fixed>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
