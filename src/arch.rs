@@ -36,7 +36,7 @@ pub(crate) use imp::*;
 mod register_file;
 
 /// The call under a `setjmp` point that catches a forced unwind in the exit
-/// sequence (`src/cancel/catch.rs`). Built whatever the features: the fallback
+/// sequence (`src/exit/cancel/catch.rs`). Built whatever the features: the fallback
 /// runs hooks too.
 #[cfg(all(glibc_cancel_catch, target_arch = "x86_64"))]
 #[path = "../arch/x86_64/setjmp_call.rs"]

@@ -1,5 +1,5 @@
 //! A call under a `setjmp` point: the one piece of the cancel-buffer catch
-//! (`src/cancel/catch.rs`) that must be assembly, because a function that
+//! (`src/exit/cancel/catch.rs`) that must be assembly, because a function that
 //! returns twice cannot be called from Rust.
 //!
 //! `hijack_tls_call_under_setjmp(buf, sigsetjmp, callback, data)` calls

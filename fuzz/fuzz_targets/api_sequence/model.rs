@@ -426,7 +426,7 @@ impl Model {
         self.recs[rec].exiting = true;
         self.exit_started = true;
         // Generations: a handler runs at its own; the drops of round r at r; what
-        // either registers is one later, refused past MAX_ROUNDS (src/exit.rs).
+        // either registers is one later, refused past MAX_ROUNDS (src/record/mod.rs).
         for round in 0..=MAX_ROUNDS {
             while let Some(handler) = self.recs[rec].handlers.pop() {
                 self.recs[rec].running = handler.generation;

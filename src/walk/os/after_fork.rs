@@ -12,7 +12,7 @@
 //! state must be preserved": `__libc_single_threaded == 0`), and the child handler
 //! turns that into a sticky flag the walk reads with one relaxed load. Children
 //! made without the handlers (`_Fork`, a raw `clone`) are not seen: see NOTES.md
-//! ("Reliability").
+//! ("Fork children and the loader's write lock").
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
