@@ -152,3 +152,69 @@ fn a_hook_that_leaves_cancellation_enabled_does_not_abort_the_process() {
     }
     assert!(failures.is_empty(), "the process must survive:\n{}", failures.join("\n---\n"));
 }
+
+// ---- an asynchronous cancel signal that arrives after the disable ------------
+
+/// `PTHREAD_CANCEL_ASYNCHRONOUS` from `<pthread.h>`.
+const PTHREAD_CANCEL_ASYNCHRONOUS: c_int = 1;
+/// glibc's `SIGCANCEL` (`__SIGRTMIN`, nptl/pthreadP.h).
+const SIGCANCEL: c_int = 32;
+
+unsafe extern "C" {
+    fn pthread_setcanceltype(kind: c_int, old: *mut c_int) -> c_int;
+}
+
+/// What `pthread_cancel` does to an asynchronous thread when it read the state
+/// as enabled just before the thread disabled it: the signal arrives while the
+/// crate holds cancellation off. glibc 2.36's handler acts on the type bit alone
+/// (nptl/pthread_cancel.c `sigcancel_handler`), so unless the crate made the type
+/// deferred, the forced unwind starts inside its exit sequence (here: inside a
+/// hook, cutting it short), or inside a first use holding a loader lock (the
+/// hang `hostile_first_use`'s asynchronous-cancel stress found). The thread sets
+/// the asynchronous type and returns; its hook sends itself `SIGCANCEL` with
+/// `tgkill` (as `pthread_cancel` does, `SI_TKILL`) and must run to its end; the
+/// thread then leaves normally (the cancel stays pending: it exits anyway).
+#[test]
+fn a_cancel_signal_after_the_disable_does_not_act_inside_the_exit_sequence() {
+    let case = "a_cancel_signal_after_the_disable_does_not_act_inside_the_exit_sequence";
+    if is_child(case) {
+        // glibc installs its SIGCANCEL handler at the first `pthread_cancel` of
+        // a live thread; without it the signal would end the process.
+        let waiting = spawn_raw(|| {
+            loop {
+                // SAFETY: a cancellation point.
+                unsafe { libc::usleep(1000) };
+            }
+        });
+        // SAFETY: a live, joinable thread, joined right after.
+        unsafe { libc::pthread_cancel(waiting) };
+        join_raw(waiting);
+        let thread = spawn_raw(|| {
+            hijack_tls::at_exit(|| {
+                say("hook starts");
+                // SAFETY: tgkill on this thread of this process; glibc's handler
+                // for SIGCANCEL is installed (above).
+                unsafe {
+                    libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), SIGCANCEL)
+                };
+                say("hook ends");
+            });
+            // SAFETY: a valid type; nothing in this frame needs unwinding.
+            unsafe { pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, std::ptr::null_mut()) };
+            3
+        });
+        say(&format!("joined {}", join_raw(thread)));
+        return;
+    }
+    let mut failures = Vec::new();
+    for (mode, code, out, err) in run_in_both_modes(case) {
+        let lines = lines(&out);
+        if code != Some(0)
+            || !lines.contains(&"hook ends")
+            || !lines.iter().any(|l| l.starts_with("joined"))
+        {
+            failures.push(format!("{mode}: exit {code:?}\n{out}\n{err}"));
+        }
+    }
+    assert!(failures.is_empty(), "the hook was cut short:\n{}", failures.join("\n---\n"));
+}

@@ -37,48 +37,71 @@ impl CaughtUnwind {
     }
 }
 
-/// `PTHREAD_CANCEL_ENABLE` / `_DISABLE` and `PTHREAD_CANCEL_DEFERRED` from
-/// `<pthread.h>` (the same values on glibc, musl and the BSDs).
+/// `PTHREAD_CANCEL_ENABLE` / `_DISABLE` and `PTHREAD_CANCEL_DEFERRED` /
+/// `_ASYNCHRONOUS` from `<pthread.h>` (the same values on glibc, musl and the
+/// BSDs).
 #[cfg(unix)]
 mod abi {
     use core::ffi::c_int;
 
     pub(super) const DISABLE: c_int = 1;
     pub(super) const DEFERRED: c_int = 0;
+    pub(super) const ASYNCHRONOUS: c_int = 1;
 
     pub(super) use crate::miri_shims::{pthread_setcancelstate, pthread_setcanceltype};
 }
 
-/// Disables cancellation on this thread; returns the state before (`DISABLE`
-/// where there is no cancellation).
-pub(crate) fn disable() -> core::ffi::c_int {
+/// A thread's cancellation state and type before [`disable`].
+#[derive(Clone, Copy)]
+pub(crate) struct Saved {
+    /// `PTHREAD_CANCEL_ENABLE` or `_DISABLE`.
+    state: core::ffi::c_int,
+    /// `PTHREAD_CANCEL_DEFERRED` or `_ASYNCHRONOUS`.
+    kind: core::ffi::c_int,
+}
+
+/// Disables cancellation on this thread, the type made deferred first; returns
+/// what was there before (disabled and deferred where there is no cancellation).
+///
+/// Disabling the state alone does not stop an asynchronous cancel already on
+/// its way: glibc 2.36's `pthread_cancel` decides to send `SIGCANCEL` from the
+/// state it read, and the handler (`sigcancel_handler`, nptl/pthread_cancel.c)
+/// acts on the *type* bit only, so a signal that arrives after
+/// `pthread_setcancelstate(DISABLE)` still starts the forced unwind, anywhere,
+/// a loader lock held included (seen: `_dl_load_lock` left held inside
+/// `__cxa_thread_atexit_impl`, the next first use hung). With the type
+/// deferred first the handler only marks the thread cancelled.
+pub(crate) fn disable() -> Saved {
     #[cfg(unix)]
     {
-        let mut old_state = abi::DISABLE;
+        let mut saved = Saved { state: abi::DISABLE, kind: abi::DEFERRED };
+        // SAFETY: a valid type and out-pointer; deferring never acts on a
+        // pending cancel.
+        unsafe { abi::pthread_setcanceltype(abi::DEFERRED, &mut saved.kind) };
         // SAFETY: a valid state and out-pointer; disabling never acts on a
         // pending cancel.
-        unsafe { abi::pthread_setcancelstate(abi::DISABLE, &mut old_state) };
-        old_state
+        unsafe { abi::pthread_setcancelstate(abi::DISABLE, &mut saved.state) };
+        saved
     }
     #[cfg(not(unix))]
-    1
+    Saved { state: 1, kind: 0 }
 }
 
 /// Cancellation disabled for as long as this lives; restored when dropped.
 pub(crate) struct Hold {
-    /// The state before, to restore.
-    old_state: core::ffi::c_int,
+    /// The state and type before, to restore.
+    saved: Saved,
 }
 
 impl Hold {
     /// Disables cancellation on this thread.
     pub(crate) fn new() -> Self {
-        Self { old_state: disable() }
+        Self { saved: disable() }
     }
 }
 
 impl Drop for Hold {
-    /// Restores the cancel state. The type is made deferred first: re-enabling an
+    /// Restores the cancel state, leaving the type deferred: re-enabling an
     /// asynchronous type with a cancel pending would act at once, here, inside
     /// the crate's `extern "C"` frames (the trampoline's, a TLS destructor's),
     /// which a forced unwind must not cross. A thread that was asynchronous stays
@@ -86,13 +109,11 @@ impl Drop for Hold {
     /// cancellation point.
     fn drop(&mut self) {
         #[cfg(unix)]
-        if self.old_state != abi::DISABLE {
-            // SAFETY: a valid type and a null old-value pointer (allowed by glibc
-            // and POSIX); cancellation is still disabled, so nothing acts.
-            unsafe { abi::pthread_setcanceltype(abi::DEFERRED, core::ptr::null_mut()) };
-            // SAFETY: a valid state and a null old-value pointer; with the type
-            // deferred (just above), enabling never acts.
-            unsafe { abi::pthread_setcancelstate(self.old_state, core::ptr::null_mut()) };
+        if self.saved.state != abi::DISABLE {
+            // SAFETY: a valid state and a null old-value pointer; the type is
+            // deferred (`disable`, and every re-disable in the sequence), so
+            // enabling never acts.
+            unsafe { abi::pthread_setcancelstate(self.saved.state, core::ptr::null_mut()) };
         }
     }
 }
@@ -104,25 +125,35 @@ impl Drop for Hold {
 /// never inside the walk, where an asynchronous cancel could leave a cache's
 /// sequence lock or the announcement lock held forever.
 pub(crate) struct Deferral {
-    /// The state before, to restore.
-    old_state: core::ffi::c_int,
+    /// The state and type before, to restore.
+    saved: Saved,
 }
 
 impl Deferral {
-    /// Disables cancellation on this thread.
+    /// Disables cancellation on this thread (the type deferred first, see
+    /// [`disable`]).
     pub(crate) fn new() -> Self {
-        Self { old_state: disable() }
+        Self { saved: disable() }
     }
 
-    /// Restores the state. With an asynchronous type and a cancel pending, the
-    /// forced unwind starts here: the caller must be at a point where unwinding
-    /// out is sound (its work done and stored).
+    /// Restores the state, then the type. With an asynchronous type and a cancel
+    /// pending, the forced unwind starts here (glibc's `pthread_setcanceltype`
+    /// tests for it): the caller must be at a point where unwinding out is sound
+    /// (its work done and stored).
     pub(crate) fn end(self) {
         #[cfg(unix)]
-        if self.old_state != abi::DISABLE {
-            // SAFETY: a valid state and a null old-value pointer; a forced unwind
-            // from inside is declared ("C-unwind") and the caller allows it.
-            unsafe { abi::pthread_setcancelstate(self.old_state, core::ptr::null_mut()) };
+        {
+            if self.saved.state != abi::DISABLE {
+                // SAFETY: a valid state and a null old-value pointer; the type is
+                // still deferred, so nothing acts here.
+                unsafe { abi::pthread_setcancelstate(self.saved.state, core::ptr::null_mut()) };
+            }
+            if self.saved.kind == abi::ASYNCHRONOUS {
+                // SAFETY: a valid type and a null old-value pointer; a forced
+                // unwind from inside is declared ("C-unwind") and the caller
+                // allows it.
+                unsafe { abi::pthread_setcanceltype(abi::ASYNCHRONOUS, core::ptr::null_mut()) };
+            }
         }
     }
 }
