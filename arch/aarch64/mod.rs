@@ -15,9 +15,10 @@ mod trampoline;
 pub(crate) use bti::branch_target_state;
 pub(crate) use capture::capture_registers;
 pub(crate) use frames::{CALL_RETURN_SLOT, FRAME_RECORD_FP, glibc_thread_stack_top, main_entry_sp};
-pub(crate) use pauth::{
-    pointer_auth_state, pointer_auth_supported, sign_return_address, strip_return_address,
-};
+pub(crate) use pauth::{pointer_auth_state, sign_return_address, strip_return_address};
+// Only the walker's unit tests ask.
+#[cfg(test)]
+pub(crate) use pauth::pointer_auth_supported;
 pub(crate) use regs::{
     ADDRESS_SIZE, CAPTURED, Context, FULL_SAVE_RULES, RA, RA_SIGN_STATE, SP, is_callee_saved,
     vendor,
