@@ -47,8 +47,16 @@ pub(crate) fn current(sp: u64, hi: u64) -> StackTops {
         // (checked on its stack just above), which glibc wrote before starting
         // the thread and which lives as long as the thread.
         .map(|field| unsafe { core::ptr::with_exposed_provenance::<u64>(field as usize).read() });
-    let main_function = symbol(c"main").map(|main| main as u64);
-    StackTops { thread, main, start_routine, main_function }
+    StackTops { thread, main, start_routine, main_function: main_function() }
+}
+
+/// The program's `main`, looked up once: a static link's table knows it, a
+/// dynamic program's `main` is usually not exported, and a failed `dlsym` costs a
+/// walk of every object's symbol table and leaves this thread a `dlerror`
+/// buffer on the heap (112 bytes per thread when it was asked on every first use).
+fn main_function() -> Option<u64> {
+    static MAIN: OnceLock<Option<u64>> = OnceLock::new();
+    *MAIN.get_or_init(|| symbol(c"main").map(|main| main as u64))
 }
 
 /// The layout facts, looked up once.
