@@ -338,13 +338,6 @@ extern "C-unwind" fn first_use_while_asynchronous() {
 
 #[test]
 fn asynchronous_cancels_during_first_uses_leave_the_process_working() {
-    if support::emulator().is_some() {
-        // Open (NOTES.md, "Failures found by attacking the crate (issue 13)", 2'):
-        // under qemu-user aarch64 about 1 run in 10 aborts inside the forced
-        // unwind; not seen natively on x86_64.
-        println!("not run under the emulator: asynchronous cancellation there is open");
-        return;
-    }
     if cfg!(debug_assertions) {
         // An unoptimised std `LocalKey::try_with` (the crate's entry, before it
         // defers cancellation) has a landing-pad table; a forced unwind arriving
