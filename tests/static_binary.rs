@@ -28,25 +28,31 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Clone, Copy, Debug)]
 enum Layout {
     /// `+crt-static`: a static-pie (relocates itself, `_dl_relocate_static_pie`).
-    StaticPie,
+    Pie,
     /// `+crt-static` with `-C relocation-model=static`: a fixed-address executable.
-    StaticNoPie,
+    NoPie,
+    /// A static-pie linked by GNU ld (`-fuse-ld=bfd`), which emits no `PT_PHDR`:
+    /// the load bias must come from the ELF header.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    PieGnuLd,
 }
 
 impl Layout {
     /// The flags added to the build's `RUSTFLAGS`.
     fn rustflags(self) -> &'static str {
         match self {
-            Layout::StaticPie => "-C target-feature=+crt-static",
-            Layout::StaticNoPie => "-C target-feature=+crt-static -C relocation-model=static",
+            Layout::Pie => "-C target-feature=+crt-static",
+            Layout::NoPie => "-C target-feature=+crt-static -C relocation-model=static",
+            Layout::PieGnuLd => "-C target-feature=+crt-static -C link-arg=-fuse-ld=bfd",
         }
     }
 
     /// The build's directory name under `CARGO_TARGET_TMPDIR`.
     fn name(self) -> &'static str {
         match self {
-            Layout::StaticPie => "static-pie",
-            Layout::StaticNoPie => "static-nopie",
+            Layout::Pie => "static-pie",
+            Layout::NoPie => "static-nopie",
+            Layout::PieGnuLd => "static-pie-bfd",
         }
     }
 }
@@ -65,7 +71,8 @@ fn static_libc() -> Option<&'static Path> {
 /// Builds the fixture for `layout` once per test run; `None` (with the reason
 /// printed) where no static glibc is installed.
 fn program(layout: Layout) -> Option<PathBuf> {
-    static BUILT: [OnceLock<Option<PathBuf>>; 2] = [OnceLock::new(), OnceLock::new()];
+    static BUILT: [OnceLock<Option<PathBuf>>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     BUILT[layout as usize].get_or_init(|| build(layout)).clone()
 }
 
@@ -247,10 +254,18 @@ fn assert_runs_once(lines: &[String], line: &str) {
 
 #[test]
 fn static_pie_threads_and_main_are_hijacked() {
-    check_layout(Layout::StaticPie);
+    check_layout(Layout::Pie);
 }
 
 #[test]
 fn static_non_pie_threads_and_main_are_hijacked() {
-    check_layout(Layout::StaticNoPie);
+    check_layout(Layout::NoPie);
+}
+
+/// x86_64 only: rustc links with rust-lld there, which emits `PT_PHDR`; the
+/// aarch64 build already links with `aarch64-linux-gnu-gcc` (GNU ld) above.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn static_pie_linked_by_gnu_ld_threads_and_main_are_hijacked() {
+    check_layout(Layout::PieGnuLd);
 }

@@ -19,8 +19,9 @@ static MAIN_PHNUM: AtomicUsize = AtomicUsize::new(0);
 
 /// The main program's segments. Its headers are where the kernel's `AT_PHDR`
 /// says (glibc's `main_map->l_phdr` is the same), its bias `AT_PHDR` minus
-/// `PT_PHDR`'s address (glibc's rtld.c computes `l_addr` so), or 0 without
-/// `PT_PHDR`. Read from the auxiliary vector once; no lock, no system call.
+/// `PT_PHDR`'s address (glibc's rtld.c computes `l_addr` so), or without
+/// `PT_PHDR` from its ELF header ([`bias_from_elf_header`]). Read from the
+/// auxiliary vector once; no lock, no system call.
 pub(super) fn main_program() -> Option<Segments> {
     // Acquire: a nonzero `MAIN_PHDR` was stored after `MAIN_PHNUM`.
     let mut phdr = MAIN_PHDR.load(Ordering::Acquire);
@@ -41,11 +42,35 @@ pub(super) fn main_program() -> Option<Segments> {
     // program headers, mapped readable (glibc itself reads them there) for the
     // life of the process.
     let headers = unsafe { headers_at(phdr as u64, phnum) };
-    let bias = headers
-        .iter()
-        .find(|h| h.p_type == PT_PHDR)
-        .map_or(0, |h| (phdr as u64).wrapping_sub(h.p_vaddr));
+    let bias = match headers.iter().find(|h| h.p_type == PT_PHDR) {
+        Some(h) => (phdr as u64).wrapping_sub(h.p_vaddr),
+        None => bias_from_elf_header(phdr as u64, phnum, headers).unwrap_or(0),
+    };
     Some(Segments::from_headers(bias, headers))
+}
+
+/// The load bias of a main program without `PT_PHDR` (a static-pie linked by GNU
+/// ld; a fixed-address executable gives 0), from its ELF header: linkers put the
+/// program headers right after it (`e_phoff` = 64), in the first `PT_LOAD`,
+/// mapped from file offset 0. The header is read only where it lies in the page
+/// that holds the program headers (so it is mapped), and used only if it is an
+/// ELF header whose `e_phoff`, `e_phentsize` and `e_phnum` describe exactly the
+/// headers the kernel reported; otherwise `None`.
+fn bias_from_elf_header(phdr: u64, phnum: usize, headers: &[Elf64_Phdr]) -> Option<u64> {
+    const EHDR_SIZE: u64 = size_of::<Elf64_Ehdr>() as u64;
+    let ehdr = phdr.checked_sub(EHDR_SIZE)?;
+    if ehdr / FIRST_PAGE != phdr / FIRST_PAGE || !ehdr.is_multiple_of(8) {
+        return None;
+    }
+    // SAFETY: `ehdr` is in the same page as the program headers, which are mapped
+    // readable (the kernel's `AT_PHDR`); aligned for the header just above.
+    let header = unsafe { (ehdr as *const Elf64_Ehdr).read() };
+    let fits = header.e_ident[..4] == *b"\x7fELF"
+        && header.e_phoff == EHDR_SIZE
+        && usize::from(header.e_phentsize) == size_of::<Elf64_Phdr>()
+        && usize::from(header.e_phnum) == phnum;
+    let first = headers.iter().find(|h| h.p_type == PT_LOAD && h.p_offset == 0)?;
+    fits.then(|| ehdr.wrapping_sub(first.p_vaddr))
 }
 
 /// Whether `address` lies in one of the main program's loaded segments (from
